@@ -1,0 +1,166 @@
+//! The command line, as clap parses it. Nothing here does I/O; `plan` turns it into a resolved plan.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::BackendKind;
+use crate::slurm::validate::JobId;
+use crate::ssh::HostKeyPolicy;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slurmkit",
+    version,
+    about = "Submit jobs to SLURM clusters over SSH, with sandboxed plugins"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes; they override the Slurmfile.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The Slurmfile to use (a file, or a directory to look in). Default: search from the current directory up.
+    #[arg(long, global = true, env = "SLURMFILE", value_name = "PATH")]
+    pub slurmfile: Option<PathBuf>,
+    /// The Slurmfile environment to use (`[environments.<NAME>]`).
+    #[arg(long = "env", global = true, env = "SLURM_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Cluster login host (or an alias from ~/.ssh/config).
+    #[arg(long, global = true, value_name = "HOST")]
+    pub hostname: Option<String>,
+    #[arg(long, global = true, value_name = "USER")]
+    pub username: Option<String>,
+    #[arg(long, global = true, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// What to do with a host whose key is not recorded. A changed key is always refused.
+    #[arg(long, global = true, value_enum, value_name = "POLICY")]
+    pub host_key_policy: Option<HostKeyPolicy>,
+    /// Private key to authenticate with.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Jump hosts, as `ssh -J`: [user@]host[:port][,...].
+    #[arg(long = "jump", short = 'J', global = true, value_name = "HOSTS")]
+    pub proxy_jump: Option<String>,
+    /// `ssh` (default) or `local` (run sbatch on this machine).
+    #[arg(long, global = true, value_enum, value_name = "BACKEND")]
+    pub backend: Option<BackendArg>,
+    /// Where the journal lives (default: the user data directory).
+    #[arg(long, global = true, env = "SLURMKIT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BackendArg {
+    Ssh,
+    Local,
+}
+
+impl From<BackendArg> for BackendKind {
+    fn from(value: BackendArg) -> Self {
+        match value {
+            BackendArg::Ssh => BackendKind::Ssh,
+            BackendArg::Local => BackendKind::Local,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the sbatch script for a job; nothing is sent anywhere.
+    Render(JobArgs),
+    /// Submit a job and print its id.
+    Submit {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Wait until the job ends; the exit code reflects how it ended.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the state of jobs (default: the ones submitted recently from here).
+    Status {
+        job_ids: Vec<JobId>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until a job ends. Exit code: 0 COMPLETED, 10 FAILED, 11 CANCELLED, 12 TIMEOUT, 13 OUT_OF_MEMORY.
+    Wait {
+        job_id: JobId,
+        /// Give up after this many seconds (exit code 1).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Cancel jobs.
+    Cancel {
+        #[arg(required = true)]
+        job_ids: Vec<JobId>,
+    },
+    /// Print a job's output (read from its job directory over the same connection).
+    Logs {
+        job_id: JobId,
+        /// The job's stderr instead of its stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing new output until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Check each step of reaching the cluster and say how to fix the first that fails.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and check WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show the world, WIT version, imports, exports, size and sha256 of a plugin.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a plugin under its limits and run it on sample input (every event, for callbacks).
+    Check {
+        file: PathBuf,
+        /// Render or send events for this Slurmfile job instead of a sample job.
+        #[arg(long, value_name = "JOB")]
+        job: Option<String>,
+    },
+}
+
+/// Which job, and quick overrides of its Slurmfile settings.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// A `[jobs.<NAME>]` entry of the Slurmfile.
+    pub job: Option<String>,
+    /// Job name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub partition: Option<String>,
+    #[arg(long)]
+    pub account: Option<String>,
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// Time limit: minutes, [D-]HH:MM:SS, or with a unit (30m, 2h).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Run this command instead of the Slurmfile's (everything after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,77 @@
+//! The `slurmkit` command line. `main` parses arguments, sets up logging and a runtime, runs one
+//! command and turns its outcome into an exit code; the commands themselves are in `commands`.
+
+pub mod args;
+mod commands;
+mod doctor;
+pub mod plan;
+mod plugin_cmd;
+mod terminal;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::diagnostics;
+
+pub use terminal::TerminalPrompter;
+
+/// Run the CLI with `args` (including the program name).
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match args::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                diagnostics::exit::USAGE
+            } else {
+                diagnostics::exit::SUCCESS
+            });
+        }
+    };
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return diagnostics::report(
+                &anyhow::Error::new(error).context("cannot start the async runtime"),
+            );
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            // The command's own result.
+            outcome = commands::run(cli) => outcome,
+            // Ctrl-C: whatever was submitted is already journaled; exit like a shell does.
+            _ = tokio::signal::ctrl_c() => Ok(ExitCode::from(130)),
+        }
+    });
+    // Do not wait for background tasks (an SSH keepalive, a stuck plugin call) on the way out.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => code,
+        Err(error) => diagnostics::report(&error),
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,slurmkit::plugin=info",
+        (false, 1) => "info,slurmkit=debug",
+        (false, _) => "debug,slurmkit=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLURMKIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

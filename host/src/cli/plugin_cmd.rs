@@ -1,0 +1,238 @@
+//! `slurmkit plugin inspect` and `slurmkit plugin check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::args::{JobArgs, PluginCommand};
+use super::plan::{self, Dirs};
+use crate::config::Slurmfile;
+use crate::diagnostics::exit;
+use crate::job::spec::{JobSpec, Payload};
+use crate::plugin::callbacks::{CallbackPlugin, EventDetail, HostEvent};
+use crate::plugin::renderer::Renderer;
+use crate::plugin::{EventKind, PluginEngine, PluginSpec};
+use crate::slurm::state::{JobState, JobStatus, StatusSource};
+use crate::slurm::validate::{JobId, JobName, Partition};
+
+pub async fn run(
+    command: PluginCommand,
+    file: Option<&Slurmfile>,
+    dirs: &Dirs,
+) -> anyhow::Result<ExitCode> {
+    let engine = PluginEngine::new(Some(dirs.cache.clone()))?;
+    match command {
+        PluginCommand::Inspect { file: path, json } => {
+            let inspection = engine.inspect(&path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+            } else {
+                println!("file:        {}", inspection.path);
+                println!("size:        {} bytes", inspection.size);
+                println!("sha256:      {}", inspection.sha256);
+                println!("world:       {}", inspection.world);
+                println!(
+                    "WIT version: {}",
+                    inspection
+                        .wit_version
+                        .as_deref()
+                        .unwrap_or("(imports no slurmkit:plugin interface)")
+                );
+                println!("imports:");
+                for import in &inspection.imports {
+                    println!("  {import}");
+                }
+                println!("exports:");
+                for export in &inspection.exports {
+                    println!("  {export}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Check { file: path, job } => {
+            check(&engine, &path, file, job.as_deref()).await
+        }
+    }
+}
+
+/// The plugin's settings (config, grants, limits) from the Slurmfile entry that names this file, if any.
+fn configured_spec(path: &Path, file: Option<&Slurmfile>) -> anyhow::Result<PluginSpec> {
+    let mut spec = PluginSpec::from_file(&crate::plugin::file_stem(path), path, None)?;
+    let Some(file) = file else { return Ok(spec) };
+    let target = path.canonicalize().ok();
+    let same = |written: &str| file.resolve_path(written).canonicalize().ok() == target;
+    if let Some(renderer) = file.settings.renderer.as_ref().filter(|r| same(&r.plugin)) {
+        spec.config = crate::plugin::callbacks::config_pairs(&spec.name, renderer.config.as_ref())?;
+        if let Some(grants) = &renderer.grants {
+            spec.capabilities =
+                crate::plugin::Capabilities::from_grants(&spec.name, grants, &file.dir)?;
+        }
+        spec.limits = crate::plugin::Limits::from_settings(renderer.limits.as_ref());
+    } else if let Some(callback) = file
+        .settings
+        .callbacks
+        .iter()
+        .flatten()
+        .find(|c| same(&c.plugin))
+    {
+        if let Some(name) = &callback.name {
+            spec.name = name.clone();
+        }
+        spec.config = crate::plugin::callbacks::config_pairs(&spec.name, callback.config.as_ref())?;
+        if let Some(grants) = &callback.grants {
+            spec.capabilities =
+                crate::plugin::Capabilities::from_grants(&spec.name, grants, &file.dir)?;
+        }
+        spec.limits = crate::plugin::Limits::from_settings(callback.limits.as_ref());
+    }
+    Ok(spec)
+}
+
+async fn check(
+    engine: &PluginEngine,
+    path: &Path,
+    file: Option<&Slurmfile>,
+    job: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let inspection = engine.inspect(path)?;
+    let spec = configured_spec(path, file)?;
+    let job_spec = match job {
+        Some(name) => {
+            let args = JobArgs {
+                job: Some(name.into()),
+                name: None,
+                partition: None,
+                account: None,
+                qos: None,
+                time: None,
+                command: vec![],
+            };
+            plan::resolve_job(file, &args)?
+        }
+        None => sample_job(),
+    };
+    println!(
+        "{} ({}, {} bytes, sha256 {})",
+        inspection.path, inspection.world, inspection.size, inspection.sha256
+    );
+    println!(
+        "limits: memory {} MiB, {:?} per call, {} bytes of output",
+        spec.limits.memory >> 20,
+        spec.limits.timeout,
+        spec.limits.output
+    );
+    let mut failures = 0;
+    match inspection.world.as_str() {
+        "renderer" => {
+            let renderer = Renderer::load(engine, spec)?;
+            match renderer.render(&job_spec).await {
+                Ok(script) => println!("ok    render: {} lines", script.lines().count()),
+                Err(e) => {
+                    failures += 1;
+                    println!("FAIL  render: {e}");
+                }
+            }
+        }
+        "callbacks" => {
+            let plugin = CallbackPlugin::load(engine, spec, None).await?;
+            let events: Vec<&str> = plugin.events.iter().map(|k| k.as_str()).collect();
+            println!("ok    subscriptions: {}", events.join(", "));
+            for kind in EventKind::ALL
+                .into_iter()
+                .filter(|k| plugin.events.contains(k))
+            {
+                match plugin.deliver(engine, &sample_event(kind, &job_spec)).await {
+                    Ok(()) => println!("ok    on-event({kind})"),
+                    Err(failure) => {
+                        failures += 1;
+                        println!("FAIL  on-event({kind}): {}", failure.message);
+                    }
+                }
+            }
+        }
+        other => anyhow::bail!(
+            "{} is a {other} component: it exports neither `render` nor `on-event`",
+            path.display()
+        ),
+    }
+    if failures == 0 {
+        println!("passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{failures} check(s) failed");
+        Ok(ExitCode::from(exit::PLUGIN))
+    }
+}
+
+/// A job exercising most fields.
+pub fn sample_job() -> JobSpec {
+    JobSpec {
+        name: JobName::parse("sample").expect("valid"),
+        payload: Payload::Command(vec![
+            "python3".into(),
+            "train.py".into(),
+            "--epochs".into(),
+            "3".into(),
+        ]),
+        working_dir: None,
+        environment: [("OMP_NUM_THREADS".to_string(), "4".to_string())]
+            .into_iter()
+            .collect(),
+        modules: vec!["python/3.11".into()],
+        partition: Some(Partition::parse("debug").expect("valid")),
+        account: None,
+        qos: None,
+        reservation: None,
+        time_limit: Some(crate::job::spec::TimeLimit::from_seconds(3600)),
+        nodes: None,
+        ntasks: Some(1),
+        ntasks_per_node: None,
+        cpus_per_task: Some(4),
+        memory: crate::job::spec::Memory::parse("4G").ok(),
+        mem_per_cpu: None,
+        gpus: None,
+        gres: None,
+        constraint: None,
+        exclusive: false,
+        array: None,
+        dependencies: vec![],
+        output: None,
+        error: None,
+        extra_directives: vec![],
+    }
+}
+
+fn sample_event(kind: EventKind, spec: &JobSpec) -> HostEvent {
+    let job_id = JobId::parse("12345").expect("valid");
+    let status = |state| JobStatus {
+        job_id: job_id.clone(),
+        state,
+        exit_code: Some(0),
+        signal: None,
+        reason: None,
+        source: StatusSource::Squeue,
+    };
+    let detail = match kind {
+        EventKind::Submitted => EventDetail::Submitted(job_id.to_string()),
+        EventKind::StatusChanged | EventKind::Completed | EventKind::RunEnd => {
+            EventDetail::Status {
+                previous: Some(status(JobState::Running)),
+                current: status(JobState::Completed),
+            }
+        }
+        EventKind::Failed => EventDetail::Status {
+            previous: Some(status(JobState::Running)),
+            current: status(JobState::Failed),
+        },
+        _ => EventDetail::None,
+    };
+    HostEvent {
+        id: format!("check#{kind}"),
+        kind,
+        spec: spec.clone(),
+        cluster: "check".into(),
+        job_id: Some(job_id.to_string()),
+        job_dir: Some("/home/user/slurm_jobs/sample-20260101T000000Z-000000".into()),
+        timestamp_ms: 0,
+        detail,
+    }
+}

@@ -1,0 +1,348 @@
+//! The Slurmfile: finding it, reading it, selecting an environment.
+//!
+//! A Slurmfile is TOML. Its top-level tables are the defaults; `[environments.<name>]` tables deep-merge
+//! over them (tables merge key by key, everything else is replaced). Every table is checked on its own
+//! first, so an unknown key or a bad value is reported with its file and line, then the selected layers
+//! are merged and read into [`Settings`].
+
+mod settings;
+
+pub use settings::{
+    BackendKind, CallbackSettings, ClusterSettings, Grants, JobSettings, LimitSettings,
+    RendererSettings, Settings,
+};
+
+use std::path::{Path, PathBuf};
+
+/// File names a Slurmfile may have, in the order they are looked for.
+pub const FILE_NAMES: [&str; 4] = ["Slurmfile.toml", "Slurmfile", "slurmfile.toml", "slurmfile"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no Slurmfile found in {start} or any parent directory (looked for {names})", names = FILE_NAMES.join(", "))]
+    NotFound { start: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}\n{snippet}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        snippet: String,
+    },
+    #[error("{path}: environment {name:?} is not defined (defined: {available})")]
+    UnknownEnvironment {
+        path: PathBuf,
+        name: String,
+        available: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A Slurmfile that was found and read, with one environment selected.
+#[derive(Debug, Clone)]
+pub struct Slurmfile {
+    /// The file itself.
+    pub path: PathBuf,
+    /// The directory relative paths in the file are resolved against.
+    pub dir: PathBuf,
+    /// The selected environment, if any.
+    pub environment: Option<String>,
+    pub settings: Settings,
+}
+
+impl Slurmfile {
+    /// Find the Slurmfile: `explicit` (a file, or a directory to look in) if given, else the current
+    /// directory and its parents. `Ok(None)` when none exists and none was asked for.
+    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        if let Some(path) = explicit {
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                cwd.join(path)
+            };
+            if path.is_dir() {
+                return find_in(&path)
+                    .map(Some)
+                    .ok_or(ConfigError::NotFound { start: path });
+            }
+            if !path.exists() {
+                return Err(ConfigError::Read {
+                    path,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            return Ok(Some(path));
+        }
+        Ok(cwd.ancestors().find_map(find_in))
+    }
+
+    /// Read `path` and select `environment` (or `default` when the file defines one and none is asked for).
+    pub fn load(path: &Path, environment: Option<&str>) -> Result<Slurmfile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text, environment)
+    }
+
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        environment: Option<&str>,
+    ) -> Result<Slurmfile, ConfigError> {
+        // Check every table as written, so errors carry lines.
+        let checked: settings::FileShape =
+            toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        let mut raw: toml::Table = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        let environments = match raw.remove("environments") {
+            Some(toml::Value::Table(table)) => table,
+            _ => toml::Table::new(),
+        };
+        let selected = match environment {
+            Some(name) => Some(name.to_string()),
+            None if environments.contains_key("default") => Some("default".to_string()),
+            None => None,
+        };
+        if let Some(name) = &selected {
+            let layer = environments
+                .get(name)
+                .ok_or_else(|| ConfigError::UnknownEnvironment {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    available: checked.environment_names(),
+                })?;
+            if let toml::Value::Table(layer) = layer {
+                deep_merge(&mut raw, layer.clone());
+            }
+        }
+        let settings: Settings =
+            toml::Value::Table(raw)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: e.message().to_string(),
+                })?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Slurmfile {
+            path: path.to_path_buf(),
+            dir,
+            environment: selected,
+            settings,
+        })
+    }
+
+    /// Resolve a path written in the Slurmfile: `~/` is the user's home, relative paths are relative to
+    /// the Slurmfile's directory.
+    pub fn resolve_path(&self, written: &str) -> PathBuf {
+        resolve_local_path(written, &self.dir)
+    }
+}
+
+/// `~/x` → home/x; relative → base/x; absolute stays.
+pub fn resolve_local_path(written: &str, base: &Path) -> PathBuf {
+    if let Some(rest) = written.strip_prefix("~/")
+        && let Some(home) = dirs::home_dir()
+    {
+        return home.join(rest);
+    }
+    let path = Path::new(written);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn find_in(dir: &Path) -> Option<PathBuf> {
+    FILE_NAMES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Merge `over` into `base`: tables key by key (recursively), anything else replaced.
+fn deep_merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
+                deep_merge(base_table, over_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    let (line, column, snippet) = match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = span.start - line_start + 1;
+            let line_text = text[line_start..].lines().next().unwrap_or("");
+            let width = (span.end.saturating_sub(span.start))
+                .clamp(1, line_text.len().saturating_sub(column - 1).max(1));
+            let gutter = line.to_string();
+            let snippet = format!(
+                "{pad} |\n{gutter} | {line_text}\n{pad} | {marks}",
+                pad = " ".repeat(gutter.len()),
+                marks = " ".repeat(column - 1) + &"^".repeat(width)
+            );
+            (line, column, snippet)
+        }
+        None => (1, 1, String::new()),
+    };
+    ConfigError::Parse {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: error.message().trim().to_string(),
+        snippet,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: Option<&str>) -> Result<Slurmfile, ConfigError> {
+        Slurmfile::parse(Path::new("/p/Slurmfile.toml"), text, env)
+    }
+
+    #[test]
+    fn top_level_cluster_table_works_as_written() {
+        let file = parse(
+            "[cluster]\nhostname = \"login.example.org\"\nusername = \"alice\"\nhost_key_policy = \"reject\"\nkey_filename = \"~/.ssh/id_ed25519\"\n",
+            None,
+        )
+        .unwrap();
+        let cluster = file.settings.cluster.unwrap();
+        assert_eq!(cluster.hostname.as_deref(), Some("login.example.org"));
+        assert_eq!(
+            cluster.host_key_policy,
+            Some(crate::ssh::HostKeyPolicy::Reject)
+        );
+    }
+
+    #[test]
+    fn environments_deep_merge_over_defaults() {
+        let text = r#"
+[cluster]
+hostname = "dev"
+username = "alice"
+
+[job]
+partition = "debug"
+environment = { A = "1", B = "2" }
+
+[environments.prod.cluster]
+hostname = "prod"
+
+[environments.prod.job]
+environment = { B = "3" }
+"#;
+        let file = parse(text, Some("prod")).unwrap();
+        let cluster = file.settings.cluster.as_ref().unwrap();
+        assert_eq!(cluster.hostname.as_deref(), Some("prod"));
+        assert_eq!(cluster.username.as_deref(), Some("alice"));
+        let env = file
+            .settings
+            .job
+            .as_ref()
+            .unwrap()
+            .environment
+            .as_ref()
+            .unwrap();
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "3");
+
+        let dev = parse(text, None).unwrap();
+        assert_eq!(
+            dev.settings.cluster.unwrap().hostname.as_deref(),
+            Some("dev")
+        );
+    }
+
+    #[test]
+    fn unknown_environment_lists_the_defined_ones() {
+        let err = parse(
+            "[environments.a.cluster]\n[environments.b.job]\n",
+            Some("c"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/p/Slurmfile.toml: environment \"c\" is not defined (defined: a, b)"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[cluster]\nhostname = \"x\"\nhostnme = \"y\"\n", None).unwrap_err();
+        let ConfigError::Parse {
+            line,
+            column,
+            message,
+            snippet,
+            ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!((*line, *column), (3, 1));
+        assert!(message.contains("unknown field `hostnme`"), "{message}");
+        assert!(snippet.contains("3 | hostnme = \"y\""), "{snippet}");
+    }
+
+    #[test]
+    fn unknown_key_inside_an_environment_names_its_line() {
+        let err = parse(
+            "[cluster]\nhostname = \"x\"\n\n[environments.prod.job]\npartiton = \"p\"\n",
+            Some("prod"),
+        )
+        .unwrap_err();
+        let ConfigError::Parse { line, message, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*line, 5);
+        assert!(message.contains("unknown field `partiton`"), "{message}");
+    }
+
+    #[test]
+    fn bad_value_names_its_line_and_the_rule() {
+        let err = parse("[jobs.x]\nname = \"x; rm -rf ~\"\n", None).unwrap_err();
+        let ConfigError::Parse { line, message, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*line, 2);
+        assert!(message.contains("invalid job name"), "{message}");
+    }
+
+    #[test]
+    fn discovery_walks_up_and_prefers_slurmfile_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(dir.path().join("slurmfile"), "").unwrap();
+        std::fs::write(dir.path().join("Slurmfile.toml"), "").unwrap();
+        let found = Slurmfile::discover(None, &nested).unwrap().unwrap();
+        assert_eq!(found, dir.path().join("Slurmfile.toml"));
+        assert_eq!(
+            Slurmfile::discover(Some(dir.path()), &nested)
+                .unwrap()
+                .unwrap(),
+            dir.path().join("Slurmfile.toml")
+        );
+    }
+}

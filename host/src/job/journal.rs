@@ -1,0 +1,522 @@
+//! The local journal: every submission and every callback delivery, in one SQLite file.
+//!
+//! # What it guarantees
+//! A submission is recorded *before* `sbatch` runs (state `submitting`, with its job directory) and again
+//! after (state `submitted`, with the job id). If the connection drops in between, the job directory
+//! still holds the id sbatch wrote ([`crate::slurm::JOB_ID_FILE`]) and the next command that connects
+//! reconciles the record, so a submitted job is never lost. Callback deliveries are rows keyed by
+//! (event, plugin): delivered at least once, retried with backoff, picked up again by a later run.
+//!
+//! # Locking
+//! SQLite's own locking; each CLI run opens one connection. `busy_timeout` lets two concurrent runs
+//! (say `wait` in one terminal and `status` in another) take turns instead of failing.
+//!
+//! # Compatibility
+//! Schema changes are migrations, applied in order at open and tracked in `PRAGMA user_version`.
+//! Never edit or reorder a migration that has shipped; only append. Never make a change an older
+//! slurmkit cannot read (adding tables and nullable columns is fine).
+//!
+//! # Where
+//! `<data dir>/slurmkit/journal.sqlite` (e.g. `~/.local/share/slurmkit/`), or `--data-dir`.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::spec::JobSpec;
+use crate::slurm::state::JobStatus;
+use crate::slurm::validate::JobId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("journal: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("journal: stored spec is not readable: {0}")]
+    Spec(#[from] serde_json::Error),
+}
+
+/// Ordered migrations. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: submissions.
+    "CREATE TABLE submissions (
+        id INTEGER PRIMARY KEY,
+        cluster TEXT NOT NULL,
+        job_name TEXT NOT NULL,
+        job_dir TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        spec_sha256 TEXT NOT NULL,
+        renderer TEXT NOT NULL,
+        state TEXT NOT NULL,
+        job_id TEXT,
+        error TEXT,
+        created_ms INTEGER NOT NULL,
+        submitted_ms INTEGER,
+        last_status_json TEXT,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX submissions_job_id ON submissions (cluster, job_id);",
+    // 2: callback deliveries.
+    "CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        submission_id INTEGER REFERENCES submissions (id),
+        event_id TEXT NOT NULL,
+        event_kind TEXT NOT NULL,
+        event_json TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        created_ms INTEGER NOT NULL,
+        delivered_ms INTEGER,
+        UNIQUE (event_id, plugin)
+    );
+    CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);",
+];
+
+/// Where a submission stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmissionState {
+    /// Recorded, `sbatch` about to run or running; the job id is not known yet.
+    Submitting,
+    /// `sbatch` returned a job id.
+    Submitted,
+    /// `sbatch` refused the job (nothing was queued).
+    Rejected,
+}
+
+impl SubmissionState {
+    fn parse(s: &str) -> Self {
+        match s {
+            "submitted" => SubmissionState::Submitted,
+            "rejected" => SubmissionState::Rejected,
+            _ => SubmissionState::Submitting,
+        }
+    }
+}
+
+/// One submission as recorded.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub id: i64,
+    pub cluster: String,
+    pub job_name: String,
+    pub job_dir: String,
+    pub spec: JobSpec,
+    pub spec_sha256: String,
+    /// The renderer that produced the script: `builtin` or `<file> sha256:<hash>`.
+    pub renderer: String,
+    pub state: SubmissionState,
+    pub job_id: Option<JobId>,
+    pub created_ms: i64,
+    pub last_status: Option<JobStatus>,
+}
+
+/// A callback delivery waiting or done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub submission_id: Option<i64>,
+    pub event_id: String,
+    pub event_kind: String,
+    pub event_json: String,
+    pub plugin: String,
+    pub attempts: u32,
+}
+
+pub struct Journal {
+    conn: Connection,
+}
+
+impl Journal {
+    /// Open (creating if needed) and migrate the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(|source| JournalError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::migrated(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Journal, JournalError> {
+        Self::migrated(Connection::open_in_memory()?)
+    }
+
+    fn migrated(mut conn: Connection) -> Result<Journal, JournalError> {
+        migrate(&mut conn, MIGRATIONS)?;
+        Ok(Journal { conn })
+    }
+
+    /// Record a submission about to be sent to `sbatch`.
+    pub fn begin_submission(
+        &self,
+        cluster: &str,
+        job_dir: &str,
+        spec: &JobSpec,
+        renderer: &str,
+    ) -> Result<i64, JournalError> {
+        let now = now_ms();
+        self.conn.execute(
+            "INSERT INTO submissions (cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'submitting', ?7, ?7)",
+            params![cluster, spec.name.as_str(), job_dir, serde_json::to_string(spec)?, spec.sha256(), renderer, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn mark_submitted(&self, id: i64, job_id: &JobId) -> Result<(), JournalError> {
+        let now = now_ms();
+        self.conn.execute(
+            "UPDATE submissions SET state = 'submitted', job_id = ?2, submitted_ms = ?3, updated_ms = ?3 WHERE id = ?1",
+            params![id, job_id.as_str(), now],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_rejected(&self, id: i64, error: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE submissions SET state = 'rejected', error = ?2, updated_ms = ?3 WHERE id = ?1",
+            params![id, error, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn record_status(&self, id: i64, status: &JobStatus) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE submissions SET last_status_json = ?2, updated_ms = ?3 WHERE id = ?1",
+            params![id, serde_json::to_string(status)?, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The latest submission of `job_id` (or, for an array task, of its array) on `cluster`.
+    pub fn find_by_job_id(
+        &self,
+        cluster: &str,
+        job_id: &JobId,
+    ) -> Result<Option<Submission>, JournalError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("{SELECT} WHERE cluster = ?1 AND (job_id = ?2 OR job_id = ?3) ORDER BY id DESC LIMIT 1"),
+                params![cluster, job_id.as_str(), job_id.base()],
+                read_row,
+            )
+            .optional()?;
+        row.map(finish_row).transpose()
+    }
+
+    /// Submissions on `cluster` whose job id never came back (the connection dropped during sbatch).
+    pub fn unresolved(&self, cluster: &str) -> Result<Vec<Submission>, JournalError> {
+        let mut statement = self.conn.prepare(&format!(
+            "{SELECT} WHERE cluster = ?1 AND state = 'submitting' ORDER BY id"
+        ))?;
+        let rows = statement
+            .query_map(params![cluster], read_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_row).collect()
+    }
+
+    /// The most recent submissions on `cluster`, newest first.
+    pub fn recent(&self, cluster: &str, limit: u32) -> Result<Vec<Submission>, JournalError> {
+        let mut statement = self.conn.prepare(&format!(
+            "{SELECT} WHERE cluster = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = statement
+            .query_map(params![cluster, limit], read_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_row).collect()
+    }
+
+    pub fn submission(&self, id: i64) -> Result<Option<Submission>, JournalError> {
+        let row = self
+            .conn
+            .query_row(&format!("{SELECT} WHERE id = ?1"), params![id], read_row)
+            .optional()?;
+        row.map(finish_row).transpose()
+    }
+
+    /// Queue a delivery of `event_id` to `plugin`, once: a second call for the same pair does nothing.
+    /// Returns whether it was newly queued.
+    pub fn enqueue_delivery(
+        &self,
+        submission_id: Option<i64>,
+        event_id: &str,
+        event_kind: &str,
+        event_json: &str,
+        plugin: &str,
+    ) -> Result<bool, JournalError> {
+        let now = now_ms();
+        let changed = self.conn.execute(
+            "INSERT OR IGNORE INTO deliveries (submission_id, event_id, event_kind, event_json, plugin, state, next_attempt_ms, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+            params![submission_id, event_id, event_kind, event_json, plugin, now],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Deliveries due now (pending, next attempt in the past), oldest first.
+    pub fn due_deliveries(&self, now_ms: i64) -> Result<Vec<Delivery>, JournalError> {
+        let mut statement = self.conn.prepare(
+            "SELECT id, submission_id, event_id, event_kind, event_json, plugin, attempts FROM deliveries
+             WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![now_ms], |row| {
+            Ok(Delivery {
+                id: row.get(0)?,
+                submission_id: row.get(1)?,
+                event_id: row.get(2)?,
+                event_kind: row.get(3)?,
+                event_json: row.get(4)?,
+                plugin: row.get(5)?,
+                attempts: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Earliest time a pending delivery is due, if any is pending.
+    pub fn next_delivery_due(&self) -> Result<Option<i64>, JournalError> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(next_attempt_ms) FROM deliveries WHERE state = 'pending'",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
+    pub fn mark_delivered(&self, id: i64) -> Result<(), JournalError> {
+        let now = now_ms();
+        self.conn.execute(
+            "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_ms = ?2, last_error = NULL WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Record a failed attempt: retry at `retry_at_ms`, or give up (`None`).
+    pub fn mark_attempt_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), JournalError> {
+        match retry_at_ms {
+            Some(at) => self.conn.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE id = ?1",
+                params![id, error, at],
+            )?,
+            None => self.conn.execute(
+                "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// (state, attempts, last_error) of every delivery of `event_kind`, for reports and tests.
+    pub fn deliveries_of(
+        &self,
+        event_kind: &str,
+    ) -> Result<Vec<(String, String, u32, Option<String>)>, JournalError> {
+        let mut statement = self.conn.prepare(
+            "SELECT plugin, state, attempts, last_error FROM deliveries WHERE event_kind = ?1 ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![event_kind], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json FROM submissions";
+
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+    ))
+}
+
+fn finish_row(row: Row) -> Result<Submission, JournalError> {
+    let (
+        id,
+        cluster,
+        job_name,
+        job_dir,
+        spec_json,
+        spec_sha256,
+        renderer,
+        state,
+        job_id,
+        created_ms,
+        last_status,
+    ) = row;
+    Ok(Submission {
+        id,
+        cluster,
+        job_name,
+        job_dir,
+        spec: serde_json::from_str(&spec_json)?,
+        spec_sha256,
+        renderer,
+        state: SubmissionState::parse(&state),
+        job_id: job_id.and_then(|id| JobId::parse(&id).ok()),
+        created_ms,
+        last_status: last_status.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+/// Apply the migrations not yet applied, in one exclusive transaction.
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), JournalError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    let applied: usize = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for migration in migrations.iter().skip(applied) {
+        tx.execute_batch(migration)?;
+    }
+    if migrations.len() > applied {
+        tx.pragma_update(None, "user_version", migrations.len())?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::spec::Payload;
+    use crate::slurm::validate::JobName;
+
+    pub(crate) fn spec() -> JobSpec {
+        JobSpec {
+            name: JobName::parse("hello").unwrap(),
+            payload: Payload::Command(vec!["echo".into(), "hi".into()]),
+            working_dir: None,
+            environment: Default::default(),
+            modules: vec![],
+            partition: None,
+            account: None,
+            qos: None,
+            reservation: None,
+            time_limit: None,
+            nodes: None,
+            ntasks: None,
+            ntasks_per_node: None,
+            cpus_per_task: None,
+            memory: None,
+            mem_per_cpu: None,
+            gpus: None,
+            gres: None,
+            constraint: None,
+            exclusive: false,
+            array: None,
+            dependencies: vec![],
+            output: None,
+            error: None,
+            extra_directives: vec![],
+        }
+    }
+
+    #[test]
+    fn migrations_apply_once_and_append() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &MIGRATIONS[..1]).unwrap();
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        // Re-running with a longer list applies only the new step (a re-applied CREATE TABLE would fail).
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn submission_lifecycle() {
+        let journal = Journal::open_in_memory().unwrap();
+        let id = journal
+            .begin_submission("u@h:22", "/home/u/slurm_jobs/hello-x", &spec(), "builtin")
+            .unwrap();
+        assert_eq!(journal.unresolved("u@h:22").unwrap().len(), 1);
+        let job_id = JobId::parse("42").unwrap();
+        journal.mark_submitted(id, &job_id).unwrap();
+        assert!(journal.unresolved("u@h:22").unwrap().is_empty());
+        let found = journal
+            .find_by_job_id("u@h:22", &JobId::parse("42_3").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.job_dir, "/home/u/slurm_jobs/hello-x");
+        assert_eq!(found.spec, spec());
+        assert!(journal.find_by_job_id("other", &job_id).unwrap().is_none());
+    }
+
+    #[test]
+    fn deliveries_are_queued_once_and_retried() {
+        let journal = Journal::open_in_memory().unwrap();
+        assert!(
+            journal
+                .enqueue_delivery(None, "ev1", "submitted", "{}", "ledger")
+                .unwrap()
+        );
+        assert!(
+            !journal
+                .enqueue_delivery(None, "ev1", "submitted", "{}", "ledger")
+                .unwrap()
+        );
+        let due = journal.due_deliveries(now_ms()).unwrap();
+        assert_eq!(due.len(), 1);
+        journal
+            .mark_attempt_failed(due[0].id, "boom", Some(now_ms() + 60_000))
+            .unwrap();
+        assert!(journal.due_deliveries(now_ms()).unwrap().is_empty());
+        assert!(journal.next_delivery_due().unwrap().is_some());
+        journal.mark_delivered(due[0].id).unwrap();
+        assert_eq!(
+            journal.deliveries_of("submitted").unwrap(),
+            vec![("ledger".into(), "delivered".into(), 2, None)]
+        );
+    }
+}

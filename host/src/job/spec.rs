@@ -1,0 +1,562 @@
+//! The job spec: what a user asks Slurm for, validated value by value.
+//!
+//! Each value type validates while it is deserialized, so a bad value in a Slurmfile is reported with
+//! its file and line. [`JobSpec`] is the resolved spec the host submits, journals and hands to renderers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::slurm::validate::{
+    self, Account, InvalidValue, JobId, JobName, Partition, Qos, Reservation,
+};
+
+/// What the job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// An executable and its arguments, run without a shell.
+    Command(Vec<String>),
+    /// A bash script body.
+    Script(String),
+}
+
+/// The resolved, validated job a renderer turns into an sbatch script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: JobName,
+    pub payload: Payload,
+    pub working_dir: Option<DirectiveText>,
+    pub environment: BTreeMap<String, String>,
+    pub modules: Vec<String>,
+    pub partition: Option<Partition>,
+    pub account: Option<Account>,
+    pub qos: Option<Qos>,
+    pub reservation: Option<Reservation>,
+    pub time_limit: Option<TimeLimit>,
+    pub nodes: Option<NodeCount>,
+    pub ntasks: Option<u32>,
+    pub ntasks_per_node: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    pub memory: Option<Memory>,
+    pub mem_per_cpu: Option<Memory>,
+    pub gpus: Option<DirectiveText>,
+    pub gres: Option<DirectiveText>,
+    pub constraint: Option<DirectiveText>,
+    pub exclusive: bool,
+    pub array: Option<ArraySpec>,
+    pub dependencies: Vec<Dependency>,
+    pub output: Option<DirectiveText>,
+    pub error: Option<DirectiveText>,
+    pub extra_directives: Vec<String>,
+}
+
+impl JobSpec {
+    /// The stdout file pattern Slurm writes to; relative paths are inside the job directory, which is
+    /// where the job runs unless `working_dir` says otherwise.
+    pub fn stdout_pattern(&self) -> &str {
+        match &self.output {
+            Some(path) => path.as_str(),
+            None if self.array.is_some() => DEFAULT_ARRAY_STDOUT,
+            None => DEFAULT_STDOUT,
+        }
+    }
+
+    /// The stderr file pattern: a file of its own, so `slurmkit logs --stderr` shows only stderr.
+    pub fn stderr_pattern(&self) -> &str {
+        match &self.error {
+            Some(path) => path.as_str(),
+            None if self.array.is_some() => DEFAULT_ARRAY_STDERR,
+            None => DEFAULT_STDERR,
+        }
+    }
+
+    /// The spec as submitted into `job_dir`: when the job runs elsewhere (`working_dir`), relative
+    /// output paths would land there, so they are made absolute inside the job directory.
+    pub fn anchored_in(&self, job_dir: &str) -> JobSpec {
+        let mut spec = self.clone();
+        if spec.working_dir.is_some() {
+            let anchor = |pattern: &str| {
+                let path = if pattern.starts_with('/') {
+                    pattern.to_string()
+                } else {
+                    format!("{job_dir}/{pattern}")
+                };
+                DirectiveText::parse("output", &path).ok()
+            };
+            spec.output = anchor(self.stdout_pattern());
+            spec.error = anchor(self.stderr_pattern());
+        }
+        spec
+    }
+
+    /// Stable hash of the spec, recorded in the journal for provenance.
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).expect("a job spec always serializes");
+        hex::encode(sha2::Sha256::digest(json))
+    }
+}
+
+pub const DEFAULT_STDOUT: &str = "slurm-%j.out";
+pub const DEFAULT_ARRAY_STDOUT: &str = "slurm-%A_%a.out";
+pub const DEFAULT_STDERR: &str = "slurm-%j.err";
+pub const DEFAULT_ARRAY_STDERR: &str = "slurm-%A_%a.err";
+
+/// Expand the Slurm filename patterns slurmkit fills in (`%j`, `%A`, `%a`, `%x`, `%%`) for one job.
+/// Returns `None` for patterns that need information only the compute node has (`%N`, `%u`, ...).
+pub fn expand_pattern(pattern: &str, job_id: &JobId, name: &JobName) -> Option<String> {
+    let (array_id, task) = match job_id.as_str().split_once('_') {
+        Some((array, task)) => (array, Some(task)),
+        None => (job_id.as_str(), None),
+    };
+    let mut out = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'j' => out.push_str(job_id.as_str()),
+            'A' => out.push_str(array_id),
+            'a' => out.push_str(task?),
+            'x' => out.push_str(name.as_str()),
+            '%' => out.push('%'),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Printable text that can sit in an `#SBATCH` value (paths, gres, constraints): see
+/// [`validate::directive_text`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DirectiveText(String);
+
+impl DirectiveText {
+    pub fn parse(what: &'static str, value: &str) -> Result<Self, InvalidValue> {
+        validate::directive_text(what, value)?;
+        Ok(DirectiveText(value.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DirectiveText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        DirectiveText::parse("value", &raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An `--array` spec, validated by [`validate::array_spec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ArraySpec(String);
+
+impl ArraySpec {
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        validate::array_spec(value)?;
+        Ok(ArraySpec(value.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ArraySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        ArraySpec::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A wall-clock limit. Written as Slurm writes it (`90` minutes, `1:30:00`, `2-00:00:00`) or with a unit
+/// (`90s`, `45m`, `2h`, `1d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TimeLimit(u64);
+
+impl TimeLimit {
+    const RULE: &'static str = "write minutes (90), [D-]HH:MM:SS (1:30:00, 2-00:00:00), or a number with a unit (90s, 45m, 2h, 1d)";
+
+    pub fn from_seconds(seconds: u64) -> Self {
+        TimeLimit(seconds)
+    }
+
+    pub fn seconds(self) -> u64 {
+        self.0
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let err = || InvalidValue {
+            what: "time limit",
+            value: raw.to_string(),
+            rule: Self::RULE,
+        };
+        let number = |s: &str| -> Result<u64, InvalidValue> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            s.parse().map_err(|_| err())
+        };
+        let raw_trimmed = raw.trim();
+        let unit_seconds = match raw_trimmed.chars().last() {
+            Some('s') => Some(1),
+            Some('m') => Some(60),
+            Some('h') => Some(3600),
+            Some('d') => Some(86_400),
+            _ => None,
+        };
+        let seconds = if let Some(unit) = unit_seconds {
+            number(&raw_trimmed[..raw_trimmed.len() - 1])?
+                .checked_mul(unit)
+                .ok_or_else(err)?
+        } else {
+            // Slurm's forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
+            let (days, clock) = match raw_trimmed.split_once('-') {
+                Some((d, rest)) => (Some(number(d)?), rest),
+                None => (None, raw_trimmed),
+            };
+            let parts = clock
+                .split(':')
+                .map(number)
+                .collect::<Result<Vec<u64>, _>>()?;
+            let clock_seconds = match (days.is_some(), parts.as_slice()) {
+                (false, [m]) => m * 60,
+                (false, [m, s]) => m * 60 + s,
+                (false, [h, m, s]) | (true, [h, m, s]) => h * 3600 + m * 60 + s,
+                (true, [h]) => h * 3600,
+                (true, [h, m]) => h * 3600 + m * 60,
+                _ => return Err(err()),
+            };
+            days.unwrap_or(0) * 86_400 + clock_seconds
+        };
+        if seconds == 0 {
+            return Err(err());
+        }
+        Ok(TimeLimit(seconds))
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Minutes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Minutes(0) => Err(serde::de::Error::custom(
+                "a time limit of 0 minutes is not a limit",
+            )),
+            Raw::Minutes(minutes) => Ok(TimeLimit(minutes * 60)),
+            Raw::Text(text) => TimeLimit::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// An amount of memory in MiB. Written as Slurm writes it: `4096` (MiB), `512M`, `4G`, `1T`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Memory(u64);
+
+impl Memory {
+    const RULE: &'static str =
+        "write a whole number of MiB (4096) or a number with a unit K, M, G or T (512M, 4G)";
+
+    pub fn mebibytes(self) -> u64 {
+        self.0
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let err = || InvalidValue {
+            what: "memory size",
+            value: raw.to_string(),
+            rule: Self::RULE,
+        };
+        let text = raw
+            .trim()
+            .trim_end_matches(['B', 'b'])
+            .trim_end_matches(['i']);
+        let (digits, kib_factor) = match text.chars().last() {
+            Some('K' | 'k') => (&text[..text.len() - 1], 1u64),
+            Some('M' | 'm') => (&text[..text.len() - 1], 1 << 10),
+            Some('G' | 'g') => (&text[..text.len() - 1], 1 << 20),
+            Some('T' | 't') => (&text[..text.len() - 1], 1 << 30),
+            _ => (text, 1 << 10),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        let kib = digits
+            .parse::<u64>()
+            .map_err(|_| err())?
+            .checked_mul(kib_factor)
+            .ok_or_else(err)?;
+        let mib = kib.div_ceil(1024);
+        if mib == 0 {
+            return Err(err());
+        }
+        Ok(Memory(mib))
+    }
+}
+
+impl<'de> Deserialize<'de> for Memory {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Mebibytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Mebibytes(mib) => Memory::parse(&mib.to_string()),
+            Raw::Text(text) => Memory::parse(&text),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `--nodes`: a count, or a `min-max` range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NodeCount {
+    pub min: u32,
+    pub max: Option<u32>,
+}
+
+impl NodeCount {
+    const RULE: &'static str = "write a node count (2) or a range (2-4) of at least 1";
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let err = || InvalidValue {
+            what: "node count",
+            value: raw.to_string(),
+            rule: Self::RULE,
+        };
+        let count = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(err)
+        };
+        match raw.split_once('-') {
+            Some((min, max)) => {
+                let (min, max) = (count(min)?, count(max)?);
+                if max < min {
+                    return Err(err());
+                }
+                Ok(NodeCount {
+                    min,
+                    max: Some(max),
+                })
+            }
+            None => Ok(NodeCount {
+                min: count(raw)?,
+                max: None,
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u32),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => NodeCount::parse(&n.to_string()),
+            Raw::Text(text) => NodeCount::parse(&text),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyKind {
+    After,
+    AfterAny,
+    AfterOk,
+    AfterNotOk,
+    AfterCorr,
+    Singleton,
+}
+
+impl DependencyKind {
+    fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "after" => DependencyKind::After,
+            "afterany" => DependencyKind::AfterAny,
+            "afterok" => DependencyKind::AfterOk,
+            "afternotok" => DependencyKind::AfterNotOk,
+            "aftercorr" => DependencyKind::AfterCorr,
+            "singleton" => DependencyKind::Singleton,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub kind: DependencyKind,
+    pub job_ids: Vec<JobId>,
+}
+
+/// Parse sbatch's `--dependency` syntax: `afterok:12:13,afterany:14,singleton`.
+pub fn parse_dependencies(raw: &str) -> Result<Vec<Dependency>, InvalidValue> {
+    const RULE: &str = "write kind:id[:id...] clauses separated by commas, kind one of after, afterany, afterok, afternotok, aftercorr, or singleton (e.g. afterok:12:13,singleton)";
+    let err = || InvalidValue {
+        what: "dependency",
+        value: raw.to_string(),
+        rule: RULE,
+    };
+    raw.split(',')
+        .map(|clause| {
+            let mut parts = clause.trim().split(':');
+            let kind = DependencyKind::parse(parts.next().unwrap_or("")).ok_or_else(err)?;
+            let job_ids = parts
+                .map(JobId::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| err())?;
+            match (kind, job_ids.is_empty()) {
+                (DependencyKind::Singleton, true) => Ok(Dependency { kind, job_ids }),
+                (DependencyKind::Singleton, false) | (_, true) => Err(err()),
+                _ => Ok(Dependency { kind, job_ids }),
+            }
+        })
+        .collect()
+}
+
+/// The Slurmfile form of dependencies: one string in sbatch syntax, or a list of clauses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Dependencies(pub Vec<Dependency>);
+
+impl<'de> Deserialize<'de> for Dependencies {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::One(text) => text,
+            Raw::Many(clauses) => clauses.join(","),
+        };
+        parse_dependencies(&text)
+            .map(Dependencies)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for TimeLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_limits() {
+        let secs = |s: &str| TimeLimit::parse(s).unwrap().seconds();
+        assert_eq!(secs("90"), 5400);
+        assert_eq!(secs("1:30"), 90);
+        assert_eq!(secs("1:30:00"), 5400);
+        assert_eq!(secs("2-00:00:00"), 172_800);
+        assert_eq!(secs("1-2"), 93_600);
+        assert_eq!(secs("1-2:30"), 95_400);
+        assert_eq!(secs("45m"), 2700);
+        assert_eq!(secs("2h"), 7200);
+        assert_eq!(secs("30s"), 30);
+        for bad in ["", "0", "abc", "1:2:3:4", "-5", "1h30", "5x"] {
+            assert!(TimeLimit::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_sizes() {
+        let mib = |s: &str| Memory::parse(s).unwrap().mebibytes();
+        assert_eq!(mib("4096"), 4096);
+        assert_eq!(mib("512M"), 512);
+        assert_eq!(mib("4G"), 4096);
+        assert_eq!(mib("4GB"), 4096);
+        assert_eq!(mib("4GiB"), 4096);
+        assert_eq!(mib("1T"), 1 << 20);
+        assert_eq!(mib("100K"), 1);
+        for bad in ["", "G", "4X", "-1", "1.5G", "0"] {
+            assert!(Memory::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn node_counts() {
+        assert_eq!(
+            NodeCount::parse("2").unwrap(),
+            NodeCount { min: 2, max: None }
+        );
+        assert_eq!(
+            NodeCount::parse("2-4").unwrap(),
+            NodeCount {
+                min: 2,
+                max: Some(4)
+            }
+        );
+        for bad in ["0", "4-2", "x", ""] {
+            assert!(NodeCount::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dependencies() {
+        let deps = parse_dependencies("afterok:12:13_1,singleton").unwrap();
+        assert_eq!(deps.len(), 2);
+        assert_eq!(deps[0].kind, DependencyKind::AfterOk);
+        assert_eq!(deps[0].job_ids[1].as_str(), "13_1");
+        for bad in [
+            "afterok",
+            "afterok:x",
+            "singleton:3",
+            "before:1",
+            "afterok:1;id",
+        ] {
+            assert!(parse_dependencies(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_expand_for_one_job() {
+        let name = JobName::parse("hello").unwrap();
+        let id = JobId::parse("42").unwrap();
+        assert_eq!(
+            expand_pattern("slurm-%j.out", &id, &name).unwrap(),
+            "slurm-42.out"
+        );
+        assert_eq!(
+            expand_pattern("%x-%j-100%%.log", &id, &name).unwrap(),
+            "hello-42-100%.log"
+        );
+        assert_eq!(expand_pattern("%N.out", &id, &name), None);
+        let task = JobId::parse("42_3").unwrap();
+        assert_eq!(
+            expand_pattern(DEFAULT_ARRAY_STDOUT, &task, &name).unwrap(),
+            "slurm-42_3.out"
+        );
+        assert_eq!(expand_pattern(DEFAULT_ARRAY_STDOUT, &id, &name), None);
+    }
+}

@@ -1,0 +1,582 @@
+//! Lifecycle callbacks: events journaled first, then delivered at least once.
+//!
+//! Every event a command observes is written to the journal as one delivery per subscribed plugin
+//! (keyed by event id and plugin name, so observing the same thing twice queues nothing new) before any
+//! plugin runs. Delivery then calls each plugin in a fresh store; a failure is recorded and retried with
+//! backoff, within this run for a few seconds and by any later `slurmkit` run after that. Nothing a
+//! callback does can stop or undo a submission.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::bindings::v0_1_0::callbacks::{Callbacks as CallbacksWorld, CallbacksPre};
+use super::bindings::v0_1_0::types as wit;
+use super::{
+    Capabilities, EventKind, Limits, PluginEngine, PluginError, PluginSpec, PluginState, convert,
+    export_names, link_error,
+};
+use crate::cluster::{SubmitObserver, Submitted};
+use crate::config::Slurmfile;
+use crate::job::journal::{Journal, now_ms};
+use crate::job::spec::JobSpec;
+use crate::slurm::state::JobStatus;
+
+/// Attempts before a delivery is given up (marked `failed` in the journal).
+pub const MAX_ATTEMPTS: u32 = 8;
+/// Delay before the first retry; doubles per attempt, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// How long one run may wait for retries before leaving them to a later run.
+const IN_RUN_RETRY_BUDGET: Duration = Duration::from_secs(5);
+
+/// The event as journaled; turned into the WIT record at delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostEvent {
+    pub id: String,
+    pub kind: EventKind,
+    pub spec: JobSpec,
+    pub cluster: String,
+    pub job_id: Option<String>,
+    pub job_dir: Option<String>,
+    pub timestamp_ms: u64,
+    pub detail: EventDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventDetail {
+    None,
+    Submitted(String),
+    Status {
+        previous: Option<JobStatus>,
+        current: JobStatus,
+    },
+}
+
+impl HostEvent {
+    fn to_wit(&self) -> wit::Event {
+        wit::Event {
+            id: self.id.clone(),
+            kind: self.kind.to_wit(),
+            job: convert::job_to_wit(&self.spec),
+            cluster: self.cluster.clone(),
+            job_id: self.job_id.clone(),
+            job_dir: self.job_dir.clone(),
+            emitted_by: wit::Emitter::Client,
+            timestamp_ms: self.timestamp_ms,
+            detail: match &self.detail {
+                EventDetail::None => wit::EventDetail::None,
+                EventDetail::Submitted(id) => wit::EventDetail::Submitted(id.clone()),
+                EventDetail::Status { previous, current } => {
+                    wit::EventDetail::Status(wit::StatusChange {
+                        previous: previous.as_ref().map(convert::status_to_wit),
+                        current: convert::status_to_wit(current),
+                        terminal: current.state.is_terminal(),
+                    })
+                }
+            },
+        }
+    }
+}
+
+/// One loaded callback plugin.
+pub struct CallbackPlugin {
+    pub spec: PluginSpec,
+    pre: CallbacksPre<PluginState>,
+    /// The events it gets: what it subscribes to, narrowed by the Slurmfile's `events`.
+    pub events: BTreeSet<EventKind>,
+}
+
+/// Why one delivery failed.
+#[derive(Debug, Clone)]
+pub struct DeliveryFailure {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl CallbackPlugin {
+    /// Load a callback plugin and ask it which events it wants.
+    pub async fn load(
+        engine: &PluginEngine,
+        spec: PluginSpec,
+        wanted: Option<&[EventKind]>,
+    ) -> Result<CallbackPlugin, PluginError> {
+        let component = engine.component(&spec)?;
+        let linker = engine.linker()?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| link_error(&spec.name, engine.engine(), &component, e))?;
+        let pre = CallbacksPre::new(instance_pre).map_err(|_| PluginError::WrongWorld {
+            name: spec.name.clone(),
+            expected: "callbacks",
+            found: export_names(engine.engine(), &component),
+        })?;
+        let mut plugin = CallbackPlugin {
+            spec,
+            pre,
+            events: BTreeSet::new(),
+        };
+        let subscribed = plugin.subscriptions(engine).await?;
+        let subscribed: BTreeSet<EventKind> = if subscribed.is_empty() {
+            EventKind::ALL.into_iter().collect()
+        } else {
+            subscribed.into_iter().collect()
+        };
+        plugin.events = match wanted {
+            Some(wanted) => wanted
+                .iter()
+                .copied()
+                .filter(|k| subscribed.contains(k))
+                .collect(),
+            None => subscribed,
+        };
+        Ok(plugin)
+    }
+
+    pub async fn subscriptions(
+        &self,
+        engine: &PluginEngine,
+    ) -> Result<Vec<EventKind>, PluginError> {
+        let (mut store, output) = engine.store(&self.spec, Arc::new(self.spec.config.clone()))?;
+        let call = async {
+            let instance: CallbacksWorld = self.pre.instantiate_async(&mut store).await?;
+            instance.call_subscriptions(&mut store).await
+        };
+        let outcome = engine.with_deadline(&self.spec, call).await;
+        let kinds = engine.settle(&self.spec, "subscriptions", &store, &output, outcome)?;
+        Ok(kinds.into_iter().map(EventKind::from_wit).collect())
+    }
+
+    /// Call `on-event` once.
+    pub async fn deliver(
+        &self,
+        engine: &PluginEngine,
+        event: &HostEvent,
+    ) -> Result<(), DeliveryFailure> {
+        let during = format!("on-event({})", event.kind);
+        let record = event.to_wit();
+        let result = async {
+            let (mut store, output) =
+                engine.store(&self.spec, Arc::new(self.spec.config.clone()))?;
+            let call = async {
+                let instance: CallbacksWorld = self.pre.instantiate_async(&mut store).await?;
+                instance.call_on_event(&mut store, &record).await
+            };
+            let outcome = engine.with_deadline(&self.spec, call).await;
+            engine.settle(&self.spec, &during, &store, &output, outcome)
+        }
+        .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(DeliveryFailure {
+                message: format!(
+                    "plugin {} returned an error for {during}: {}",
+                    self.spec.name, error.message
+                ),
+                retryable: error.retryable,
+            }),
+            // Traps and timeouts may be transient (a full disk, a slow filesystem): retry them too.
+            Err(error) => Err(DeliveryFailure {
+                message: error.to_string(),
+                retryable: true,
+            }),
+        }
+    }
+}
+
+/// The `config` table as the plugin sees it: key/value strings in key order.
+pub fn config_pairs(
+    plugin: &str,
+    table: Option<&toml::Table>,
+) -> Result<Vec<(String, String)>, PluginError> {
+    let Some(table) = table else {
+        return Ok(Vec::new());
+    };
+    table
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Datetime(_) => value.to_string(),
+                _ => {
+                    return Err(PluginError::Load {
+                        name: plugin.to_string(),
+                        message: format!("config key {key:?} must be a string, number or boolean (plugins receive flat key/value pairs)"),
+                    });
+                }
+            };
+            Ok((key.clone(), text))
+        })
+        .collect()
+}
+
+/// The callbacks configured in the Slurmfile.
+pub struct Callbacks<'e> {
+    engine: &'e PluginEngine,
+    plugins: Vec<CallbackPlugin>,
+}
+
+impl<'e> Callbacks<'e> {
+    pub fn none(engine: &'e PluginEngine) -> Self {
+        Callbacks {
+            engine,
+            plugins: Vec::new(),
+        }
+    }
+
+    /// Load every `[[callbacks]]` entry. One that cannot be loaded (missing file, wrong sha256, bad
+    /// grant, incompatible) is reported and skipped: callbacks never stand between a user and their job.
+    pub async fn load(
+        engine: &'e PluginEngine,
+        file: Option<&Slurmfile>,
+    ) -> Result<Callbacks<'e>, PluginError> {
+        let mut callbacks = Callbacks::none(engine);
+        let Some(file) = file else {
+            return Ok(callbacks);
+        };
+        for settings in file.settings.callbacks.iter().flatten() {
+            let path = file.resolve_path(&settings.plugin);
+            let name = settings
+                .name
+                .clone()
+                .unwrap_or_else(|| super::file_stem(&path));
+            let loaded = async {
+                let mut spec = PluginSpec::from_file(&name, &path, settings.sha256.as_deref())?;
+                spec.config = config_pairs(&name, settings.config.as_ref())?;
+                if let Some(grants) = &settings.grants {
+                    spec.capabilities = Capabilities::from_grants(&name, grants, &file.dir)?;
+                }
+                spec.limits = Limits::from_settings(settings.limits.as_ref());
+                CallbackPlugin::load(engine, spec, settings.events.as_deref()).await
+            }
+            .await;
+            match loaded {
+                Ok(plugin) => callbacks.plugins.push(plugin),
+                Err(error) => {
+                    tracing::error!(
+                        "callback {name} is not loaded, and its events are not delivered: {error}"
+                    );
+                    if let Some(hint) = error.hint() {
+                        tracing::error!("hint: {hint}");
+                    }
+                }
+            }
+        }
+        Ok(callbacks)
+    }
+
+    pub fn plugins(&self) -> &[CallbackPlugin] {
+        &self.plugins
+    }
+}
+
+/// Queues events in the journal and delivers them.
+pub struct Deliverer<'e> {
+    callbacks: Callbacks<'e>,
+    cluster: String,
+}
+
+impl<'e> Deliverer<'e> {
+    pub fn new(callbacks: Callbacks<'e>, cluster: String) -> Self {
+        Deliverer { callbacks, cluster }
+    }
+
+    /// Journal `event` for every plugin subscribed to its kind.
+    pub fn enqueue(&self, journal: &Journal, submission_id: Option<i64>, event: &HostEvent) {
+        if self.callbacks.plugins.is_empty() {
+            return;
+        }
+        let json = match serde_json::to_string(event) {
+            Ok(json) => json,
+            Err(e) => return tracing::error!("cannot journal event {}: {e}", event.id),
+        };
+        for plugin in self
+            .callbacks
+            .plugins
+            .iter()
+            .filter(|p| p.events.contains(&event.kind))
+        {
+            if let Err(e) = journal.enqueue_delivery(
+                submission_id,
+                &event.id,
+                event.kind.as_str(),
+                &json,
+                &plugin.spec.name,
+            ) {
+                tracing::error!(
+                    "cannot journal event {} for {}: {e}",
+                    event.id,
+                    plugin.spec.name
+                );
+            }
+        }
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        spec: &JobSpec,
+        job_dir: &str,
+        job_id: Option<&str>,
+        detail: EventDetail,
+        suffix: &str,
+    ) -> HostEvent {
+        HostEvent {
+            id: format!("{}{}#{}{suffix}", self.cluster, job_dir, kind),
+            kind,
+            spec: spec.clone(),
+            cluster: self.cluster.clone(),
+            job_id: job_id.map(str::to_string),
+            job_dir: Some(job_dir.to_string()),
+            timestamp_ms: now_ms() as u64,
+            detail,
+        }
+    }
+
+    /// The observer `cluster::submit` calls at each step.
+    pub fn observer<'a>(&'a self, journal: &'a Journal) -> SubmitEvents<'a, 'e> {
+        SubmitEvents {
+            deliverer: self,
+            journal,
+        }
+    }
+
+    /// Queue the `submitted` event (also used when an interrupted submission is recovered).
+    pub fn submitted(&self, journal: &Journal, submitted: &Submitted, spec: &JobSpec) {
+        let id = submitted.job_id.to_string();
+        let event = self.event(
+            EventKind::Submitted,
+            spec,
+            &submitted.job_dir,
+            Some(&id),
+            EventDetail::Submitted(id.clone()),
+            "",
+        );
+        self.enqueue(journal, Some(submitted.submission_id), &event);
+    }
+
+    /// Queue `status-changed` (and `completed` or `failed`) when a journaled job's state changed.
+    pub fn status_observed(
+        &self,
+        journal: &Journal,
+        submission_id: i64,
+        previous: Option<&JobStatus>,
+        current: &JobStatus,
+    ) {
+        if previous.is_some_and(|p| p.state == current.state)
+            || current.state == crate::slurm::state::JobState::Unknown
+        {
+            return;
+        }
+        let Ok(Some(submission)) = journal.submission(submission_id) else {
+            return;
+        };
+        let job_id = current.job_id.to_string();
+        let detail = EventDetail::Status {
+            previous: previous.cloned(),
+            current: current.clone(),
+        };
+        let suffix = format!(":{}:{}", job_id, current.state);
+        let changed = self.event(
+            EventKind::StatusChanged,
+            &submission.spec,
+            &submission.job_dir,
+            Some(&job_id),
+            detail.clone(),
+            &suffix,
+        );
+        self.enqueue(journal, Some(submission_id), &changed);
+        if current.state.is_terminal() {
+            let kind = if current.state == crate::slurm::state::JobState::Completed {
+                EventKind::Completed
+            } else {
+                EventKind::Failed
+            };
+            let ended = self.event(
+                kind,
+                &submission.spec,
+                &submission.job_dir,
+                Some(&job_id),
+                detail,
+                &format!(":{job_id}"),
+            );
+            self.enqueue(journal, Some(submission_id), &ended);
+        }
+    }
+
+    /// Deliver every due delivery for the plugins loaded in this run, retrying failures with backoff
+    /// for up to a few seconds; whatever is still pending is left for a later run.
+    pub async fn deliver_due(&self, journal: &Journal) {
+        if self.callbacks.plugins.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let due = match journal.due_deliveries(now_ms()) {
+                Ok(due) => due,
+                Err(e) => return tracing::error!("cannot read pending callback deliveries: {e}"),
+            };
+            for delivery in due {
+                let Some(plugin) = self
+                    .callbacks
+                    .plugins
+                    .iter()
+                    .find(|p| p.spec.name == delivery.plugin)
+                else {
+                    continue;
+                };
+                let event: HostEvent = match serde_json::from_str(&delivery.event_json) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        let _ = journal.mark_attempt_failed(
+                            delivery.id,
+                            &format!("unreadable journaled event: {e}"),
+                            None,
+                        );
+                        continue;
+                    }
+                };
+                let outcome = plugin.deliver(self.callbacks.engine, &event).await;
+                let recorded = match outcome {
+                    Ok(()) => {
+                        tracing::debug!("delivered {} to {}", event.id, plugin.spec.name);
+                        journal.mark_delivered(delivery.id)
+                    }
+                    Err(failure) => {
+                        let attempt = delivery.attempts + 1;
+                        let retry_at = (failure.retryable && attempt < MAX_ATTEMPTS)
+                            .then(|| now_ms() + backoff(attempt).as_millis() as i64);
+                        match retry_at {
+                            Some(_) => tracing::warn!(
+                                "{} (attempt {attempt} of {MAX_ATTEMPTS}; will retry)",
+                                failure.message
+                            ),
+                            None => tracing::error!(
+                                "{} (giving up after {attempt} attempt(s))",
+                                failure.message
+                            ),
+                        }
+                        journal.mark_attempt_failed(delivery.id, &failure.message, retry_at)
+                    }
+                };
+                if let Err(e) = recorded {
+                    tracing::error!("cannot record the delivery of {}: {e}", event.id);
+                }
+            }
+            let next = match journal.next_delivery_due() {
+                Ok(Some(next)) => next,
+                _ => return,
+            };
+            let wait = Duration::from_millis((next - now_ms()).max(0) as u64);
+            if started.elapsed() + wait > IN_RUN_RETRY_BUDGET
+                || !self.has_pending_for_loaded(journal, next)
+            {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Is the next due delivery for a plugin this run can deliver to?
+    fn has_pending_for_loaded(&self, journal: &Journal, at: i64) -> bool {
+        journal
+            .due_deliveries(at)
+            .map(|due| {
+                due.iter().any(|d| {
+                    self.callbacks
+                        .plugins
+                        .iter()
+                        .any(|p| p.spec.name == d.plugin)
+                })
+            })
+            .unwrap_or(false)
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(MAX_BACKOFF)
+}
+
+/// Queues the submit sequence's events.
+pub struct SubmitEvents<'a, 'e> {
+    deliverer: &'a Deliverer<'e>,
+    journal: &'a Journal,
+}
+
+impl SubmitObserver for SubmitEvents<'_, '_> {
+    fn staging_begin(&mut self, spec: &JobSpec, job_dir: &str) {
+        let event = self.deliverer.event(
+            EventKind::PackagingBegin,
+            spec,
+            job_dir,
+            None,
+            EventDetail::None,
+            "",
+        );
+        self.deliverer.enqueue(self.journal, None, &event);
+    }
+
+    fn staging_end(&mut self, spec: &JobSpec, job_dir: &str) {
+        let event = self.deliverer.event(
+            EventKind::PackagingEnd,
+            spec,
+            job_dir,
+            None,
+            EventDetail::None,
+            "",
+        );
+        self.deliverer.enqueue(self.journal, None, &event);
+    }
+
+    fn submit_begin(&mut self, submission_id: i64, spec: &JobSpec, job_dir: &str) {
+        let event = self.deliverer.event(
+            EventKind::SubmitBegin,
+            spec,
+            job_dir,
+            None,
+            EventDetail::None,
+            "",
+        );
+        self.deliverer
+            .enqueue(self.journal, Some(submission_id), &event);
+    }
+
+    fn submitted(&mut self, submitted: &Submitted, spec: &JobSpec) {
+        self.deliverer.submitted(self.journal, submitted, spec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn config_tables_become_flat_pairs() {
+        let table: toml::Table =
+            toml::from_str("channel = \"#hpc\"\nretries = 3\nverbose = true").unwrap();
+        let pairs = config_pairs("p", Some(&table)).unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("channel".into(), "#hpc".into()),
+                ("retries".into(), "3".into()),
+                ("verbose".into(), "true".into())
+            ]
+        );
+        let nested: toml::Table = toml::from_str("a = { b = 1 }").unwrap();
+        assert!(config_pairs("p", Some(&nested)).is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! What a plugin may touch, and how much it may use. Closed by default, like `WasiCtxBuilder::new()`:
+//! no environment, no directories, no network, a fixed clock. Each capability is opened only by a
+//! Slurmfile grant, and the limits bound memory (all of the plugin's linear memories together), wall
+//! time per call and output.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+
+use crate::config::{Grants, LimitSettings};
+
+pub const DEFAULT_MEMORY: usize = 64 << 20;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_OUTPUT: usize = 64 << 10;
+
+/// Per-plugin limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of linear memory, summed over every memory the plugin has.
+    pub memory: usize,
+    /// Wall time for one call (instantiation included).
+    pub timeout: Duration,
+    /// Bytes of `log` messages plus stdout and stderr, per call.
+    pub output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: DEFAULT_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
+            output: DEFAULT_OUTPUT,
+        }
+    }
+}
+
+impl Limits {
+    pub fn from_settings(settings: Option<&LimitSettings>) -> Self {
+        let defaults = Limits::default();
+        let Some(settings) = settings else {
+            return defaults;
+        };
+        Limits {
+            memory: settings
+                .memory
+                .map_or(defaults.memory, |m| (m.mebibytes() as usize) << 20),
+            timeout: settings.timeout.map_or(defaults.timeout, |t| t.0),
+            output: settings.output.map_or(defaults.output, |o| o.0 as usize),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("grant {grant:?} of plugin {plugin}: {reason}")]
+pub struct GrantError {
+    pub plugin: String,
+    pub grant: String,
+    pub reason: String,
+}
+
+/// A directory opened to the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    /// The path the plugin sees: the grant as written, normalized (`./ledger` → `ledger`).
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// Everything a plugin may reach beyond its own memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub env: Vec<(String, String)>,
+    pub preopens: Vec<Preopen>,
+    pub clock: bool,
+}
+
+impl Capabilities {
+    /// Nothing at all: what renderers and ungranted callbacks get.
+    pub fn none() -> Self {
+        Capabilities::default()
+    }
+
+    /// Turn Slurmfile grants into capabilities. Directories are relative to `project_dir` and may not
+    /// leave it; write grants are created if missing, read grants must exist.
+    pub fn from_grants(
+        plugin: &str,
+        grants: &Grants,
+        project_dir: &Path,
+    ) -> Result<Self, GrantError> {
+        let error = |grant: &str, reason: String| GrantError {
+            plugin: plugin.to_string(),
+            grant: grant.to_string(),
+            reason,
+        };
+        let mut env = Vec::new();
+        for name in &grants.env {
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(error(name, "is not an environment variable name".into()));
+            }
+            match std::env::var(name) {
+                Ok(value) => env.push((name.clone(), value)),
+                Err(_) => tracing::warn!(
+                    "plugin {plugin}: granted environment variable {name} is not set here"
+                ),
+            }
+        }
+        let mut preopens = Vec::new();
+        for (written, writable) in grants
+            .read
+            .iter()
+            .map(|p| (p, false))
+            .chain(grants.write.iter().map(|p| (p, true)))
+        {
+            let (host, guest) =
+                confine(written, project_dir).map_err(|reason| error(written, reason))?;
+            if writable && !host.exists() {
+                std::fs::create_dir_all(&host).map_err(|e| {
+                    error(written, format!("cannot create {}: {e}", host.display()))
+                })?;
+            }
+            if !host.is_dir() {
+                return Err(error(
+                    written,
+                    format!("{} is not a directory", host.display()),
+                ));
+            }
+            // Resolve links only now that the directory exists, and check again.
+            let (host, _) =
+                confine(written, project_dir).map_err(|reason| error(written, reason))?;
+            preopens.push(Preopen {
+                host,
+                guest,
+                writable,
+            });
+        }
+        Ok(Capabilities {
+            env,
+            preopens,
+            clock: grants.clock,
+        })
+    }
+
+    /// The WASI context for one call, with output captured into the given pipes.
+    pub fn wasi_ctx(
+        &self,
+        stdout: MemoryOutputPipe,
+        stderr: MemoryOutputPipe,
+    ) -> Result<WasiCtx, std::io::Error> {
+        let mut builder = WasiCtxBuilder::new();
+        builder.stdout(stdout).stderr(stderr);
+        for (name, value) in &self.env {
+            builder.env(name, value);
+        }
+        for preopen in &self.preopens {
+            let perms = if preopen.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            builder
+                .preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "cannot open {} for the plugin: {e}",
+                        preopen.host.display()
+                    ))
+                })?;
+        }
+        if !self.clock {
+            builder.wall_clock(FixedClock).monotonic_clock(FixedClock);
+        }
+        Ok(builder.build())
+    }
+}
+
+/// Normalize `written` lexically, refuse absolute paths and `..` escapes, then check that the deepest
+/// existing ancestor, with links resolved, is still inside `project_dir`.
+fn confine(written: &str, project_dir: &Path) -> Result<(PathBuf, String), String> {
+    let path = Path::new(written);
+    if path.is_absolute() {
+        return Err("must be a path relative to the Slurmfile's directory".into());
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return Err("leaves the Slurmfile's directory".into());
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return Err("must be relative".into()),
+        }
+    }
+    if parts.is_empty() {
+        return Err("grants the whole project directory; name a subdirectory".into());
+    }
+    let root = project_dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", project_dir.display()))?;
+    let host = parts.iter().fold(root.clone(), |acc, part| acc.join(part));
+    let existing = host.ancestors().find(|p| p.exists()).unwrap_or(&root);
+    let resolved = existing
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", existing.display()))?;
+    if !resolved.starts_with(&root) {
+        return Err(format!(
+            "resolves to {}, outside the Slurmfile's directory",
+            resolved.display()
+        ));
+    }
+    let host = if existing == host { resolved } else { host };
+    Ok((host, parts.join("/")))
+}
+
+/// The time a plugin sees without a clock grant: the Unix epoch, forever.
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Caps the sum of all linear memories (wasmtime's `StoreLimits` caps each one separately, and a
+/// componentize-py guest has several), and remembers a refusal so the error can say "out of memory".
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    cap: usize,
+    total: usize,
+    pub refused: Option<usize>,
+}
+
+impl MemoryLimiter {
+    pub fn new(cap: usize) -> Self {
+        MemoryLimiter {
+            cap,
+            total: 0,
+            refused: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.total - current.min(self.total) + desired;
+        if total > self.cap {
+            self.refused = Some(total);
+            return Ok(false);
+        }
+        self.total = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        1_000
+    }
+
+    fn memories(&self) -> usize {
+        100
+    }
+
+    fn tables(&self) -> usize {
+        1_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memory_cap_is_for_the_sum_of_memories() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(
+            !limiter.memory_growing(0, 60, None).unwrap(),
+            "a second memory may not take the total past the cap"
+        );
+        assert_eq!(limiter.refused, Some(120));
+        assert!(limiter.memory_growing(0, 40, None).unwrap());
+        assert!(!limiter.memory_growing(60, 61, None).unwrap());
+    }
+
+    #[test]
+    fn grants_stay_in_the_project() {
+        let project = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(project.path().join("inputs")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), project.path().join("escape")).unwrap();
+        let grants = |read: &[&str], write: &[&str]| Grants {
+            read: read.iter().map(|s| s.to_string()).collect(),
+            write: write.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let caps =
+            Capabilities::from_grants("p", &grants(&["./inputs"], &["ledger"]), project.path())
+                .unwrap();
+        assert_eq!(caps.preopens[0].guest, "inputs");
+        assert!(!caps.preopens[0].writable);
+        assert!(caps.preopens[1].writable && project.path().join("ledger").is_dir());
+        for bad in ["../x", "/etc", "a/../../x", ".", "escape", "escape/sub"] {
+            let err = Capabilities::from_grants("p", &grants(&[bad], &[]), project.path());
+            assert!(err.is_err(), "{bad} should be refused");
+        }
+        assert!(
+            Capabilities::from_grants("p", &grants(&["missing"], &[]), project.path()).is_err()
+        );
+    }
+
+    #[test]
+    fn only_named_variables_are_passed() {
+        let grants = Grants {
+            env: vec!["PATH".into(), "SLURMKIT_SURELY_UNSET".into()],
+            ..Default::default()
+        };
+        let caps = Capabilities::from_grants("p", &grants, Path::new(".")).unwrap();
+        assert_eq!(caps.env.len(), 1);
+        assert_eq!(caps.env[0].0, "PATH");
+        assert!(
+            Capabilities::from_grants(
+                "p",
+                &Grants {
+                    env: vec!["A=B".into()],
+                    ..Default::default()
+                },
+                Path::new(".")
+            )
+            .is_err()
+        );
+    }
+}

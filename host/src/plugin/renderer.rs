@@ -1,0 +1,106 @@
+//! Renderers: a job spec in, a complete sbatch script out.
+
+use std::sync::Arc;
+
+use super::bindings::v0_1_0::renderer::{Renderer as RendererWorld, RendererPre};
+use super::bindings::v0_1_0::types::RenderError;
+use super::{PluginEngine, PluginError, PluginSpec, convert, export_names, link_error};
+use crate::job::spec::JobSpec;
+
+/// The default renderer (plugins/renderer-default), built by host/build.rs and embedded here.
+pub static BUILTIN_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/renderer-default.wasm"));
+
+/// A script bigger than this is not a job script (sbatch itself refuses scripts over 4 MiB by default).
+const MAX_SCRIPT_BYTES: usize = 1 << 20;
+
+/// A loaded renderer, ready to render any number of jobs.
+pub struct Renderer<'e> {
+    engine: &'e PluginEngine,
+    spec: PluginSpec,
+    pre: RendererPre<super::PluginState>,
+}
+
+impl<'e> Renderer<'e> {
+    /// The built-in renderer, with no grants.
+    pub fn builtin(engine: &'e PluginEngine) -> Result<Self, PluginError> {
+        let spec = PluginSpec {
+            name: "renderer-default".into(),
+            origin: "builtin".into(),
+            bytes: Arc::new(BUILTIN_WASM.to_vec()),
+            sha256: super::sha256_hex(BUILTIN_WASM),
+            config: Vec::new(),
+            capabilities: super::Capabilities::none(),
+            limits: super::Limits::default(),
+        };
+        Self::load(engine, spec)
+    }
+
+    pub fn load(engine: &'e PluginEngine, spec: PluginSpec) -> Result<Self, PluginError> {
+        let component = engine.component(&spec)?;
+        let linker = engine.linker()?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| link_error(&spec.name, engine.engine(), &component, e))?;
+        let pre = RendererPre::new(instance_pre).map_err(|_| PluginError::WrongWorld {
+            name: spec.name.clone(),
+            expected: "renderer",
+            found: export_names(engine.engine(), &component),
+        })?;
+        Ok(Renderer { engine, spec, pre })
+    }
+
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// Render `job`. The script is checked before it is used: it must start with `#!`, be text without
+    /// NUL bytes, and stay under 1 MiB.
+    pub async fn render(&self, job: &JobSpec) -> Result<String, PluginError> {
+        let (mut store, output) = self
+            .engine
+            .store(&self.spec, Arc::new(self.spec.config.clone()))?;
+        let record = convert::job_to_wit(job);
+        let call = async {
+            let instance: RendererWorld = self.pre.instantiate_async(&mut store).await?;
+            instance.call_render(&mut store, &record).await
+        };
+        let outcome = self.engine.with_deadline(&self.spec, call).await;
+        let result = self
+            .engine
+            .settle(&self.spec, "render", &store, &output, outcome)?;
+        let script = result.map_err(|e| PluginError::Refused {
+            plugin: self.spec.name.clone(),
+            message: describe(&e),
+        })?;
+        let invalid = |message: &str| PluginError::Invalid {
+            plugin: self.spec.name.clone(),
+            message: message.to_string(),
+        };
+        if !script.starts_with("#!") {
+            return Err(invalid(
+                "the script does not start with #! (sbatch needs an interpreter line)",
+            ));
+        }
+        if script.len() > MAX_SCRIPT_BYTES {
+            return Err(invalid(&format!(
+                "the script is {} bytes, over the 1 MiB limit",
+                script.len()
+            )));
+        }
+        if script.contains('\0') {
+            return Err(invalid("the script contains a NUL byte"));
+        }
+        Ok(script)
+    }
+}
+
+fn describe(error: &RenderError) -> String {
+    match error {
+        RenderError::InvalidField(f) => format!("field {}: {}", f.field, f.message),
+        RenderError::Unsupported(f) => format!(
+            "field {} cannot be expressed by this renderer: {}",
+            f.field, f.message
+        ),
+        RenderError::Other(message) => message.clone(),
+    }
+}

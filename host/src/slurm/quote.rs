@@ -1,0 +1,133 @@
+//! Building shell command lines that are safe to hand to a remote shell.
+//!
+//! SSH carries one command string, not an argv: the remote user's shell parses it. Every command slurmkit
+//! runs, over SSH or locally, is built here, from program names that are compile-time constants and
+//! arguments that are always single-quoted. Nothing else produces a command string.
+
+use std::fmt;
+
+/// A shell command line whose every user-supplied word is quoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellCommand(String);
+
+impl ShellCommand {
+    /// Start a command. The program is a `&'static str` so that it can never come from user input.
+    pub fn new(program: &'static str) -> Self {
+        ShellCommand(program.to_string())
+    }
+
+    /// Append one argument, quoted.
+    pub fn arg(mut self, arg: impl AsRef<str>) -> Self {
+        self.0.push(' ');
+        self.0.push_str(&quote(arg.as_ref()));
+        self
+    }
+
+    pub fn args<I, S>(self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        args.into_iter().fold(self, |command, arg| command.arg(arg))
+    }
+
+    /// Run in `dir`: `cd -- 'dir' && <command>`.
+    pub fn in_dir(self, dir: &str) -> Self {
+        ShellCommand(format!("cd -- {} && {}", quote(dir), self.0))
+    }
+
+    /// Redirect standard output to `path` (quoted).
+    pub fn stdout_to(mut self, path: &str) -> Self {
+        self.0.push_str(" > ");
+        self.0.push_str(&quote(path));
+        self
+    }
+
+    /// `self && next`.
+    pub fn and_then(self, next: ShellCommand) -> Self {
+        ShellCommand(format!("{} && {}", self.0, next.0))
+    }
+
+    /// `self; next`: run `next` whatever `self` returned.
+    pub fn then(self, next: ShellCommand) -> Self {
+        ShellCommand(format!("{}; {}", self.0, next.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ShellCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Quote one word for a POSIX shell: wrap in single quotes and write each `'` as `'\''`.
+/// Words made only of characters no shell treats specially are left bare, for readable logs.
+pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_what_needs_it() {
+        assert_eq!(quote("sbatch"), "sbatch");
+        assert_eq!(quote("--parsable"), "--parsable");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("x; rm -rf ~"), "'x; rm -rf ~'");
+        assert_eq!(quote("$(id)"), "'$(id)'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote("a\nb"), "'a\nb'");
+    }
+
+    #[test]
+    fn builds_a_command_in_a_directory() {
+        let cmd = ShellCommand::new("sbatch")
+            .arg("--parsable")
+            .arg("job.sbatch")
+            .stdout_to(".job id")
+            .in_dir("/home/u/slurm_jobs/x y");
+        assert_eq!(
+            cmd.as_str(),
+            "cd -- '/home/u/slurm_jobs/x y' && sbatch --parsable job.sbatch > '.job id'"
+        );
+    }
+
+    /// The quoted form must come back out of a real shell as the same single word.
+    #[test]
+    fn round_trips_through_sh() {
+        let nasty = [
+            "x; rm -rf ~",
+            "$(touch /tmp/pwned)",
+            "`id`",
+            "a'b\"c",
+            "line1\nline2",
+            "*",
+            "~",
+            "-n",
+        ];
+        for word in nasty {
+            let cmd = ShellCommand::new("printf").arg("%s").arg(word);
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(cmd.as_str())
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), word, "{cmd}");
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! One authenticated SSH connection, reused for every step of a command: exec and SFTP.
+//!
+//! The shape of russh's `client_exec_simple` example, except that the host-key decision is the policy's,
+//! exit signals are their own outcome, and output is read until the channel closes (data can follow
+//! the exit status).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+use russh_sftp::client::SftpSession;
+use tokio::sync::OnceCell;
+
+use super::auth::{Attempt, AuthError, AuthPlan, Authenticator, Prompter};
+use super::policy::{Acceptance, HostKeyCheck, HostKeyError};
+use crate::exec::{CommandError, CommandOutput, Exec, Exit};
+use crate::slurm::quote::ShellCommand;
+
+/// One hop of a connection: where to connect, whose key to expect, and how to log in.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// Address to connect to (the resolved HostName).
+    pub address: String,
+    pub port: u16,
+    /// The name the user gave (alias), for messages.
+    pub display_name: String,
+    pub host_key_alias: Option<String>,
+    pub known_hosts: Vec<PathBuf>,
+    /// Where `auto` records new keys.
+    pub record_to: PathBuf,
+    pub hash_known_hosts: bool,
+    pub policy: super::HostKeyPolicy,
+    pub auth: AuthPlan,
+}
+
+/// Connection-wide settings.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub connect_timeout: Duration,
+    /// Keepalive interval; `None` disables keepalives.
+    pub keepalive: Option<Duration>,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport {
+            connect_timeout: Duration::from_secs(30),
+            keepalive: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {host} port {port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("connecting to {host} port {port} timed out after {} s", timeout.as_secs())]
+    Timeout {
+        host: String,
+        port: u16,
+        timeout: Duration,
+    },
+    #[error(transparent)]
+    HostKey(#[from] HostKeyError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("SSH protocol error with {host}: {source}")]
+    Protocol { host: String, source: russh::Error },
+    #[error("jump host {jump} could not open a connection to {host} port {port}: {source}")]
+    Jump {
+        jump: String,
+        host: String,
+        port: u16,
+        source: russh::Error,
+    },
+    #[error("SFTP on {host} failed: {message}")]
+    Sftp { host: String, message: String },
+}
+
+impl SshError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SshError::HostKey(e) => e.hint(),
+            SshError::Auth(e) => e.hint(),
+            SshError::Connect { host, port, .. } | SshError::Timeout { host, port, .. } => {
+                Some(format!(
+                    "check the host name and port (`ssh -p {port} {host}` should reach it), your network or VPN, and any jump host the cluster needs (proxy_jump)"
+                ))
+            }
+            SshError::Jump { jump, .. } => Some(format!(
+                "the jump host {jump} must allow TCP forwarding (AllowTcpForwarding) to the target"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// russh calls back into this during the handshake.
+pub struct ClientHandler {
+    check: Arc<HostKeyCheck>,
+    acceptance: Arc<Mutex<Option<Acceptance>>>,
+    prompter: Arc<dyn Prompter>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+    #[error(transparent)]
+    HostKey(#[from] HostKeyError),
+}
+
+impl client::Handler for ClientHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let acceptance = self.check.decide(key)?;
+        *self.acceptance.lock().expect("not poisoned") = Some(acceptance);
+        Ok(true)
+    }
+
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.prompter.banner(banner);
+        Ok(())
+    }
+}
+
+/// What happened at each hop while connecting, for `doctor`.
+#[derive(Debug, Clone)]
+pub struct HopReport {
+    pub name: String,
+    pub host_key: Acceptance,
+    pub auth: Vec<Attempt>,
+}
+
+/// An authenticated connection (through any jump hosts).
+pub struct Session {
+    handle: client::Handle<ClientHandler>,
+    /// Jump hosts stay connected while the session lives: the target's stream runs through them.
+    _jumps: Vec<client::Handle<ClientHandler>>,
+    host: String,
+    sftp: OnceCell<SftpSession>,
+    pub reports: Vec<HopReport>,
+}
+
+impl Session {
+    /// Connect through `jumps` (in order) to `target`, checking each hop's host key and authenticating at each.
+    pub async fn connect(
+        jumps: &[Hop],
+        target: &Hop,
+        transport: &Transport,
+        prompter: Arc<dyn Prompter>,
+    ) -> Result<Session, SshError> {
+        let mut handles = Vec::new();
+        let mut reports = Vec::new();
+        for hop in jumps.iter().chain(std::iter::once(target)) {
+            let stream = match handles.last() {
+                None => Box::new(tcp_connect(hop, transport).await?) as Box<dyn Stream>,
+                Some(previous) => {
+                    let previous: &client::Handle<ClientHandler> = previous;
+                    let jump_name = reports
+                        .last()
+                        .map(|r: &HopReport| r.name.clone())
+                        .unwrap_or_default();
+                    let channel = previous
+                        .channel_open_direct_tcpip(
+                            hop.address.clone(),
+                            u32::from(hop.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|source| SshError::Jump {
+                            jump: jump_name,
+                            host: hop.address.clone(),
+                            port: hop.port,
+                            source,
+                        })?;
+                    Box::new(channel.into_stream()) as Box<dyn Stream>
+                }
+            };
+            let (handle, report) = handshake(hop, transport, stream, prompter.clone()).await?;
+            handles.push(handle);
+            reports.push(report);
+        }
+        let handle = handles.pop().expect("at least the target");
+        Ok(Session {
+            handle,
+            _jumps: handles,
+            host: target.display_name.clone(),
+            sftp: OnceCell::new(),
+            reports,
+        })
+    }
+
+    /// The SFTP session on this connection, opened on first use.
+    pub async fn sftp(&self) -> Result<&SftpSession, SshError> {
+        self.sftp
+            .get_or_try_init(|| async {
+                let channel = self.handle.channel_open_session().await.map_err(|source| {
+                    SshError::Protocol {
+                        host: self.host.clone(),
+                        source,
+                    }
+                })?;
+                channel
+                    .request_subsystem(true, "sftp")
+                    .await
+                    .map_err(|source| SshError::Protocol {
+                        host: self.host.clone(),
+                        source,
+                    })?;
+                let sftp =
+                    SftpSession::new(channel.into_stream())
+                        .await
+                        .map_err(|e| SshError::Sftp {
+                            host: self.host.clone(),
+                            message: e.to_string(),
+                        })?;
+                // Metadata operations on parallel filesystems can take longer than the 10 s default.
+                sftp.set_timeout(60);
+                Ok(sftp)
+            })
+            .await
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Close the connection politely.
+    pub async fn close(self) {
+        if let Some(sftp) = self.sftp.get() {
+            let _ = sftp.close().await;
+        }
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    /// Open a channel to `host:port` as seen from the cluster (for tunnels).
+    pub async fn open_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|source| SshError::Jump {
+                jump: self.host.clone(),
+                host: host.to_string(),
+                port,
+                source,
+            })?;
+        Ok(channel.into_stream())
+    }
+}
+
+impl Exec for Session {
+    async fn exec(&self, command: &ShellCommand) -> Result<CommandOutput, CommandError> {
+        tracing::debug!(host = %self.host, command = %command, "running over SSH");
+        let not_run = |reason: String| CommandError::NotRun {
+            command: command.to_string(),
+            reason,
+        };
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| not_run(e.to_string()))?;
+        channel
+            .exec(true, command.as_str())
+            .await
+            .map_err(|e| not_run(e.to_string()))?;
+        let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), Exit::Unknown);
+        // Keep reading after the exit status: output may still follow it. The loop ends when the channel closes.
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => exit = Exit::Code(exit_status as i32),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    exit = Exit::Signal(format!("{signal_name:?}"))
+                }
+                ChannelMsg::Failure => {
+                    return Err(not_run("the server refused to run the command".into()));
+                }
+                _ => {}
+            }
+        }
+        Ok(CommandOutput {
+            exit,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+async fn tcp_connect(hop: &Hop, transport: &Transport) -> Result<tokio::net::TcpStream, SshError> {
+    let connect = tokio::net::TcpStream::connect((hop.address.as_str(), hop.port));
+    let stream = tokio::time::timeout(transport.connect_timeout, connect)
+        .await
+        .map_err(|_| SshError::Timeout {
+            host: hop.address.clone(),
+            port: hop.port,
+            timeout: transport.connect_timeout,
+        })?
+        .map_err(|source| SshError::Connect {
+            host: hop.address.clone(),
+            port: hop.port,
+            source,
+        })?;
+    stream.set_nodelay(true).ok();
+    Ok(stream)
+}
+
+/// Key exchange, host-key check and authentication on one stream.
+async fn handshake(
+    hop: &Hop,
+    transport: &Transport,
+    stream: Box<dyn Stream>,
+    prompter: Arc<dyn Prompter>,
+) -> Result<(client::Handle<ClientHandler>, HopReport), SshError> {
+    let mut check = HostKeyCheck::new(
+        &hop.address,
+        hop.port,
+        hop.host_key_alias.as_deref(),
+        &hop.known_hosts,
+        hop.policy,
+        hop.record_to.clone(),
+    );
+    check.hash_new = hop.hash_known_hosts;
+    let config = client_config(&check, transport);
+    let acceptance = Arc::new(Mutex::new(None));
+    let handler = ClientHandler {
+        check: Arc::new(check),
+        acceptance: acceptance.clone(),
+        prompter: prompter.clone(),
+    };
+    let connect = client::connect_stream(config, stream, handler);
+    let mut handle = match tokio::time::timeout(transport.connect_timeout, connect).await {
+        Err(_) => {
+            return Err(SshError::Timeout {
+                host: hop.address.clone(),
+                port: hop.port,
+                timeout: transport.connect_timeout,
+            });
+        }
+        Ok(Err(HandlerError::HostKey(e))) => return Err(e.into()),
+        Ok(Err(HandlerError::Ssh(source))) => {
+            return Err(SshError::Protocol {
+                host: hop.display_name.clone(),
+                source,
+            });
+        }
+        Ok(Ok(handle)) => handle,
+    };
+    let host_key = acceptance
+        .lock()
+        .expect("not poisoned")
+        .clone()
+        .expect("the handshake checked the host key");
+    let attempts = Authenticator::new(&mut handle, &hop.display_name, &hop.auth, prompter)
+        .run()
+        .await?;
+    Ok((
+        handle,
+        HopReport {
+            name: hop.display_name.clone(),
+            host_key,
+            auth: attempts,
+        },
+    ))
+}
+
+/// Client settings for one hop: keepalives, no Nagle, and host-key algorithms ordered so the server
+/// presents a key type we have recorded (and a certificate only where a CA is trusted).
+fn client_config(check: &HostKeyCheck, transport: &Transport) -> Arc<client::Config> {
+    let mut preferred = russh::Preferred::default();
+    let recorded = check.known.recorded_algorithms(&check.lookup);
+    if !recorded.is_empty() {
+        let mut keys: Vec<_> = recorded.clone();
+        keys.extend(
+            preferred
+                .key
+                .iter()
+                .filter(|a| !recorded.contains(a))
+                .cloned(),
+        );
+        preferred.key = keys.into();
+    }
+    if check.known.has_cert_authority_for(&check.lookup) {
+        preferred.host_key_certificates = preferred.key.clone();
+    }
+    Arc::new(client::Config {
+        preferred,
+        nodelay: true,
+        keepalive_interval: transport.keepalive,
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        ..Default::default()
+    })
+}
