@@ -1,1 +1,277 @@
+//! Harness for the end-to-end tests: the real `slurmkit` binary against the real sshd and Slurm that
+//! `tests/cluster/up` starts. Each test gets its own project directory, HOME and journal, so tests run
+//! in parallel without sharing state (except the cluster itself).
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// What `tests/cluster/up` wrote to `$SLURMKIT_CLUSTER_DIR/cluster.json`.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub jump_port: u16,
+    pub user: String,
+    pub user_home: PathBuf,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub host_key_pub: PathBuf,
+    pub host_key: PathBuf,
+    pub jump_host_key_pub: PathBuf,
+    pub user_ca: PathBuf,
+    pub host_ca: PathBuf,
+    pub authorized_dir: PathBuf,
+    pub slurm_conf: PathBuf,
+}
+
+/// The running test cluster. Panics with instructions when it is not up.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = std::env::var("SLURMKIT_CLUSTER_DIR")
+            .unwrap_or_else(|_| "/tmp/slurmkit-cluster".into());
+        let path = Path::new(&dir).join("cluster.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {} ({e}): start the test cluster first with `sudo tests/cluster/up`",
+                path.display()
+            )
+        });
+        let json: serde_json::Value = serde_json::from_str(&text).expect("cluster.json is JSON");
+        let s = |key: &str| {
+            json[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("cluster.json lacks {key}"))
+                .to_string()
+        };
+        let p = |key: &str| PathBuf::from(s(key));
+        let port = |key: &str| {
+            json[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("cluster.json lacks {key}")) as u16
+        };
+        Cluster {
+            dir: p("dir"),
+            host: s("host"),
+            port: port("port"),
+            jump_port: port("jump_port"),
+            user: s("user"),
+            user_home: p("user_home"),
+            key: p("key"),
+            known_hosts: p("known_hosts"),
+            host_key_pub: p("host_key_pub"),
+            host_key: p("host_key"),
+            jump_host_key_pub: p("jump_host_key_pub"),
+            user_ca: p("user_ca"),
+            host_ca: p("host_ca"),
+            authorized_dir: p("authorized_dir"),
+            slurm_conf: p("slurm_conf"),
+        }
+    })
+}
+
+impl Cluster {
+    /// A `[cluster]` table for this cluster (SSH, `reject`, its known_hosts and key).
+    pub fn cluster_table(&self) -> String {
+        format!(
+            "[cluster]\nhostname = \"{}\"\nport = {}\nusername = \"{}\"\nhost_key_policy = \"reject\"\nkey_filename = \"{}\"\nknown_hosts = \"{}\"\n",
+            self.host,
+            self.port,
+            self.user,
+            self.key.display(),
+            self.known_hosts.display()
+        )
+    }
+
+    /// The job directories on the cluster, for "nothing was created" checks.
+    pub fn job_dirs(&self) -> Vec<String> {
+        let base = self.user_home.join("slurm_jobs");
+        let mut names: Vec<String> = std::fs::read_dir(base)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The `slurmkit` binary under test: `$SLURMKIT_BIN`, or next to this test executable's target dir.
+pub fn slurmkit_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SLURMKIT_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/slurmkit
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("slurmkit"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p slurmkit`",
+        bin.display()
+    );
+    bin
+}
+
+/// A throwaway project: a directory for the Slurmfile, a HOME, and a journal.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("slurmkit-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    pub fn slurmfile(&self, contents: &str) -> PathBuf {
+        self.write("Slurmfile.toml", contents)
+    }
+
+    /// A command running `slurmkit args...` in the project, isolated from the user's own SSH setup.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(slurmkit_bin());
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.home())
+            .env("SLURMKIT_DATA_DIR", self.data_dir())
+            .env("SLURM_CONF", &cluster().slurm_conf)
+            .env("SLURMKIT_LOG", "warn,slurmkit::plugin=info")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SLURMFILE")
+            .env_remove("SLURM_ENV")
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().expect("run slurmkit");
+        Run::new(args, output)
+    }
+}
+
+/// A finished `slurmkit` run.
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn new(args: &[&str], output: Output) -> Self {
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Assert the exit code; on failure, show everything.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "slurmkit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        self.expect_code(0)
+    }
+
+    #[track_caller]
+    pub fn stderr_contains(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr of slurmkit {:?} lacks {text:?}:\n{}",
+            self.args,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_contains(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout of slurmkit {:?} lacks {text:?}:\n{}",
+            self.args,
+            self.stdout
+        );
+        self
+    }
+
+    /// The first stdout line: `submit` prints the job id there.
+    pub fn first_line(&self) -> String {
+        self.stdout.lines().next().unwrap_or("").trim().to_string()
+    }
+}
+
+/// Poll `check` until it returns `Some`, for up to `timeout`.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if started.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The repository root (for examples and plugin sources).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repo")
+        .to_path_buf()
+}

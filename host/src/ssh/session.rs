@@ -165,9 +165,19 @@ impl Session {
         transport: &Transport,
         prompter: Arc<dyn Prompter>,
     ) -> Result<Session, SshError> {
+        // Expired certificates are reported before any server sees them.
+        let now = super::known_hosts::unix_now();
+        let mut hops: Vec<Hop> = jumps
+            .iter()
+            .chain(std::iter::once(target))
+            .cloned()
+            .collect();
+        for hop in &mut hops {
+            hop.auth.identities = super::auth::precheck_certificates(&hop.auth.identities, now)?;
+        }
         let mut handles = Vec::new();
         let mut reports = Vec::new();
-        for hop in jumps.iter().chain(std::iter::once(target)) {
+        for hop in &hops {
             let stream = match handles.last() {
                 None => Box::new(tcp_connect(hop, transport).await?) as Box<dyn Stream>,
                 Some(previous) => {

@@ -1,0 +1,223 @@
+//! The first end-to-end path: render, submit over SSH, status, wait, logs, cancel; the host-key policy
+//! and validation stopping bad input before anything reaches the cluster; the local backend.
+
+use slurmkit_e2e::{Project, cluster, repo_root};
+
+fn ssh_project(jobs: &str) -> Project {
+    let project = Project::new();
+    project.slurmfile(&format!("{}\n{jobs}", cluster().cluster_table()));
+    project
+}
+
+#[test]
+fn render_prints_the_example_script_without_a_cluster() {
+    let project = Project::new();
+    let example = repo_root().join("examples/hello/Slurmfile.toml");
+    let run = project.run(&["--slurmfile", example.to_str().unwrap(), "render"]);
+    run.ok();
+    assert!(
+        run.stdout
+            .starts_with("#!/bin/bash\n#SBATCH --job-name=\"hello\"\n"),
+        "{}",
+        run.stdout
+    );
+    run.stdout_contains("#SBATCH --partition=\"debug\"")
+        .stdout_contains("#SBATCH --time=\"00:02:00\"");
+}
+
+#[test]
+fn submit_over_ssh_with_reject_completes_and_output_comes_back() {
+    let project = ssh_project(
+        "[jobs.hello]\ncommand = [\"bash\", \"-c\", \"echo hello from slurmkit; echo oops >&2\"]\npartition = \"debug\"\ntime = \"2m\"\n",
+    );
+    let submit = project.run(&["submit", "--wait"]);
+    submit.ok().stdout_contains("COMPLETED");
+    let job_id = submit.first_line();
+    assert!(
+        job_id.chars().all(|c| c.is_ascii_digit()),
+        "submit prints the job id first: {}",
+        submit.stdout
+    );
+
+    project
+        .run(&["logs", &job_id])
+        .ok()
+        .stdout_contains("hello from slurmkit");
+    let stderr = project.run(&["logs", &job_id, "--stderr"]);
+    stderr.ok();
+    assert_eq!(stderr.stdout, "oops\n");
+
+    let status = project.run(&["status", &job_id, "--json"]);
+    status.ok();
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json[0]["state"], "COMPLETED");
+    assert_eq!(json[0]["exit_code"], 0);
+
+    // The job directory holds the script (0750), the spec and the id sbatch printed.
+    let dir = cluster()
+        .job_dirs()
+        .into_iter()
+        .find(|d| d.starts_with("hello-"))
+        .expect("job dir");
+    let dir = cluster().user_home.join("slurm_jobs").join(dir);
+    use std::os::unix::fs::PermissionsExt;
+    let script = std::fs::metadata(dir.join("job.sbatch")).unwrap();
+    assert_eq!(script.permissions().mode() & 0o777, 0o750);
+    assert!(
+        std::fs::read_to_string(dir.join("job.json"))
+            .unwrap()
+            .contains("\"name\": \"hello\"")
+    );
+}
+
+#[test]
+fn a_job_exiting_3_is_failed_with_exit_code_3() {
+    let project = ssh_project("[jobs.fail]\ncommand = [\"bash\", \"-c\", \"exit 3\"]\n");
+    let submit = project.run(&["submit"]);
+    submit.ok();
+    let job_id = submit.first_line();
+    let wait = project.run(&["wait", &job_id]);
+    wait.expect_code(10).stdout_contains("FAILED");
+    let status = project.run(&["status", &job_id, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json[0]["state"], "FAILED");
+    assert_eq!(json[0]["exit_code"], 3);
+}
+
+#[test]
+fn cancelling_a_sleeping_job_makes_it_cancelled() {
+    let project = ssh_project("[jobs.sleeper]\ncommand = [\"sleep\", \"300\"]\n");
+    let job_id = project.run(&["submit"]).ok().first_line();
+    project.run(&["cancel", &job_id]).ok();
+    project
+        .run(&["wait", &job_id, "--timeout", "60"])
+        .expect_code(11)
+        .stdout_contains("CANCELLED");
+}
+
+#[test]
+fn reject_with_an_empty_known_hosts_refuses_before_authenticating() {
+    let project = Project::new();
+    let empty = project.write("known_hosts", "");
+    let c = cluster();
+    project.slurmfile(&format!(
+        "[cluster]\nhostname = \"{}\"\nport = {}\nusername = \"{}\"\nhost_key_policy = \"reject\"\nkey_filename = \"{}\"\nknown_hosts = \"{}\"\n\n[job]\nname = \"refused\"\ncommand = [\"true\"]\n",
+        c.host,
+        c.port,
+        c.user,
+        c.key.display(),
+        empty.display()
+    ));
+    let before = c.job_dirs();
+    let run = project.run(&["submit"]);
+    run.expect_code(4)
+        .stderr_contains("is not a known host")
+        .stderr_contains("host_key_policy is \"reject\"")
+        .stderr_contains(&format!("ssh-keyscan -p {} 127.0.0.1 >> ", c.port));
+    assert!(run.stdout.is_empty());
+    assert_eq!(c.job_dirs(), before, "nothing may reach the cluster");
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "reject must not record the key"
+    );
+}
+
+#[test]
+fn a_changed_host_key_is_refused_even_under_auto() {
+    let project = Project::new();
+    let other = project.path().join("other_key");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let c = cluster();
+    let recorded = format!(
+        "[127.0.0.1]:{} {}\n",
+        c.port,
+        other_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let known = project.write("known_hosts", &recorded);
+    project.slurmfile(&format!(
+        "[cluster]\nhostname = \"{}\"\nport = {}\nusername = \"{}\"\nhost_key_policy = \"auto\"\nkey_filename = \"{}\"\nknown_hosts = \"{}\"\n\n[job]\ncommand = [\"true\"]\n",
+        c.host,
+        c.port,
+        c.user,
+        c.key.display(),
+        known.display()
+    ));
+    let run = project.run(&["submit"]);
+    run.expect_code(4)
+        .stderr_contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        .stderr_contains(&format!("{}:1 records SHA256:", known.display()))
+        .stderr_contains(&format!(
+            "ssh-keygen -R '[127.0.0.1]:{}' -f {}",
+            c.port,
+            known.display()
+        ));
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap(),
+        recorded,
+        "auto must not touch a changed key"
+    );
+}
+
+#[test]
+fn hostile_job_names_are_rejected_before_anything_is_sent() {
+    let project = ssh_project("[job]\ncommand = [\"true\"]\n");
+    let before = cluster().job_dirs();
+    for hostile in [
+        "x; rm -rf ~",
+        "line\nbreak",
+        "$(touch /tmp/pwned)",
+        "`id`",
+        "../escape",
+    ] {
+        project
+            .run(&["submit", "--name", hostile])
+            .expect_code(3)
+            .stderr_contains("invalid job name");
+    }
+    // The same through the Slurmfile: the error names the file and line.
+    project.slurmfile(&format!(
+        "{}\n[job]\nname = \"x; rm -rf ~\"\ncommand = [\"true\"]\n",
+        cluster().cluster_table()
+    ));
+    let run = project.run(&["submit"]);
+    run.expect_code(3)
+        .stderr_contains("Slurmfile.toml:10:8")
+        .stderr_contains("invalid job name \"x; rm -rf ~\"");
+    assert_eq!(cluster().job_dirs(), before);
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn the_local_backend_submits_with_local_sbatch() {
+    let project = Project::new();
+    project.slurmfile("[cluster]\nbackend = \"local\"\n\n[jobs.local-hello]\ncommand = [\"bash\", \"-c\", \"echo local says hi\"]\n");
+    let submit = project.run(&["submit", "--wait"]);
+    submit.ok().stdout_contains("COMPLETED");
+    let job_id = submit.first_line();
+    project
+        .run(&["logs", &job_id])
+        .ok()
+        .stdout_contains("local says hi");
+    let dirs: Vec<_> = std::fs::read_dir(project.home().join("slurm_jobs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    assert!(
+        dirs[0]
+            .file_name()
+            .to_string_lossy()
+            .starts_with("local-hello-")
+    );
+}
