@@ -2,6 +2,11 @@
 //! `tests/cluster/up` starts. Each test gets its own project directory, HOME and journal, so tests run
 //! in parallel without sharing state (except the cluster itself).
 
+/// Paths of the guest plugins `build.rs` built (see `tests/build.rs`).
+pub mod artifacts {
+    include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+}
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -86,7 +91,16 @@ impl Cluster {
         )
     }
 
-    /// The job directories on the cluster, for "nothing was created" checks.
+    /// Job directories on the cluster whose name starts with `prefix` (a job name unique to one test),
+    /// for "nothing was created" checks that hold while other tests submit in parallel.
+    pub fn job_dirs_named(&self, prefix: &str) -> Vec<String> {
+        self.job_dirs()
+            .into_iter()
+            .filter(|d| d.starts_with(&format!("{prefix}-")))
+            .collect()
+    }
+
+    /// The job directories on the cluster.
     pub fn job_dirs(&self) -> Vec<String> {
         let base = self.user_home.join("slurm_jobs");
         let mut names: Vec<String> = std::fs::read_dir(base)
@@ -120,6 +134,15 @@ pub fn slurmkit_bin() -> PathBuf {
     bin
 }
 
+/// `target/e2e-plugin-cache`, next to the binary under test.
+fn shared_cache_dir() -> PathBuf {
+    slurmkit_bin()
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("e2e-plugin-cache"))
+        .expect("target dir")
+}
+
 /// A throwaway project: a directory for the Slurmfile, a HOME, and a journal.
 pub struct Project {
     pub dir: tempfile::TempDir,
@@ -143,6 +166,20 @@ impl Project {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A job name no other test uses.
+    pub fn unique_name(&self) -> String {
+        let suffix: String = self
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        format!("t{}", &suffix[suffix.len().saturating_sub(8)..])
     }
 
     pub fn home(&self) -> PathBuf {
@@ -174,6 +211,8 @@ impl Project {
             .current_dir(self.path())
             .env("HOME", self.home())
             .env("SLURMKIT_DATA_DIR", self.data_dir())
+            // Compiled plugins are shared between tests: the Python and JavaScript ones take seconds to compile.
+            .env("SLURMKIT_CACHE_DIR", shared_cache_dir())
             .env("SLURM_CONF", &cluster().slurm_conf)
             .env("SLURMKIT_LOG", "warn,slurmkit::plugin=info")
             .env_remove("SSH_AUTH_SOCK")

@@ -52,6 +52,9 @@ pub struct GlobalArgs {
     /// Where the journal lives (default: the user data directory).
     #[arg(long, global = true, env = "SLURMKIT_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where compiled plugins are cached (default: the user cache directory).
+    #[arg(long, global = true, env = "SLURMKIT_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// More log output (-v debug, -vv trace).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
