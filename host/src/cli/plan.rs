@@ -30,16 +30,15 @@ impl Dirs {
                 .context("no user data directory; pass --data-dir")?
                 .join("slurmkit"),
         };
-        let cache = match &global.data_dir {
-            Some(dir) => dir.join("cache"),
-            None => dirs::cache_dir()
+        let cache = match (&global.cache_dir, &global.data_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(dir)) => dir.join("cache/components"),
+            (None, None) => dirs::cache_dir()
                 .map(|d| d.join("slurmkit"))
-                .unwrap_or_else(|| data.join("cache")),
+                .unwrap_or_else(|| data.join("cache"))
+                .join("components"),
         };
-        Ok(Dirs {
-            data,
-            cache: cache.join("components"),
-        })
+        Ok(Dirs { data, cache })
     }
 
     pub fn journal(&self) -> PathBuf {

@@ -444,6 +444,10 @@ fn describe_failure(
             Some(wasmtime::Trap::UnreachableCodeReached) => {
                 "it trapped (panicked or aborted)".to_string()
             }
+            // Compiled languages keep their own stack in linear memory; overflowing it lands here.
+            Some(wasmtime::Trap::MemoryOutOfBounds) => {
+                "it accessed memory out of bounds (its shadow stack overflowed, or it has a memory bug)".to_string()
+            }
             Some(trap) => format!("it trapped: {trap}"),
             None => format!("{error:#}"),
         }
