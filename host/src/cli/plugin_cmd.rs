@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use super::args::{JobArgs, PluginCommand};
 use super::plan::{self, Dirs};
@@ -123,9 +124,22 @@ async fn check(
     let mut failures = 0;
     match inspection.world.as_str() {
         "renderer" => {
+            let started = Instant::now();
             let renderer = Renderer::load(engine, spec)?;
+            println!(
+                "ok    load: {:?} (compiled or read from the cache)",
+                started.elapsed()
+            );
+            let started = Instant::now();
+            renderer.instantiate().await?;
+            println!("ok    instantiate: {:?}", started.elapsed());
+            let started = Instant::now();
             match renderer.render(&job_spec).await {
-                Ok(script) => println!("ok    render: {} lines", script.lines().count()),
+                Ok(script) => println!(
+                    "ok    render: {} lines in {:?}",
+                    script.lines().count(),
+                    started.elapsed()
+                ),
                 Err(e) => {
                     failures += 1;
                     println!("FAIL  render: {e}");

@@ -53,6 +53,18 @@ impl<'e> Renderer<'e> {
         &self.spec
     }
 
+    /// Instantiate the renderer in a fresh store and drop it: the fixed cost every call pays before the
+    /// guest runs. `slurmkit plugin check` and the benchmark time it.
+    pub async fn instantiate(&self) -> Result<(), PluginError> {
+        let (mut store, output) = self
+            .engine
+            .store(&self.spec, Arc::new(self.spec.config.clone()))?;
+        let call = async { self.pre.instantiate_async(&mut store).await.map(|_| ()) };
+        let outcome = self.engine.with_deadline(&self.spec, call).await;
+        self.engine
+            .settle(&self.spec, "instantiate", &store, &output, outcome)
+    }
+
     /// Render `job`. The script is checked before it is used: it must start with `#!`, be text without
     /// NUL bytes, and stay under 1 MiB.
     pub async fn render(&self, job: &JobSpec) -> Result<String, PluginError> {
