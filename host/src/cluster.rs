@@ -92,7 +92,7 @@ impl ClusterError {
 
 /// An open connection.
 pub enum Connection {
-    Ssh(Session),
+    Ssh(Box<Session>),
     Local,
 }
 
@@ -107,9 +107,9 @@ impl Connection {
                 jumps,
                 target: hop,
                 transport,
-            } => Ok(Connection::Ssh(
+            } => Ok(Connection::Ssh(Box::new(
                 Session::connect(jumps, hop, transport, prompter).await?,
-            )),
+            ))),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use slurmkit::job::journal::Journal;
+use slurmkit::job::journal::{DeliveryState, Journal};
 use slurmkit_e2e::{Project, Run, artifacts, cluster, eventually};
 
 /// Copy a built plugin into the project, returning its path relative to the Slurmfile.
@@ -179,8 +179,13 @@ fn site_renderer_and_callbacks_in_three_languages_follow_a_job() {
     assert_eq!(kinds, ["submitted", "completed"]);
 
     // Every delivery is journaled as delivered, exactly once per (event, plugin).
-    for (plugin, state, attempts, _) in journal(&project).deliveries_of("completed").unwrap() {
-        assert_eq!((state.as_str(), attempts), ("delivered", 1), "{plugin}");
+    for delivery in journal(&project).deliveries_of("completed").unwrap() {
+        assert_eq!(
+            (delivery.state.as_str(), delivery.attempts),
+            ("delivered", 1),
+            "{}",
+            delivery.plugin
+        );
     }
     // Observing the job again queues nothing new.
     project.run(&["status", &job_id]).ok();
@@ -481,7 +486,12 @@ fn a_callback_that_fails_twice_is_delivered_once_after_retries() {
     let deliveries = journal(&project).deliveries_of("submitted").unwrap();
     assert_eq!(
         deliveries,
-        vec![("hostile".to_string(), "delivered".to_string(), 3, None)]
+        vec![DeliveryState {
+            plugin: "hostile".into(),
+            state: "delivered".into(),
+            attempts: 3,
+            last_error: None
+        }]
     );
     // Later runs do not deliver it again.
     project.run(&["status", &job_id]).ok();
@@ -525,14 +535,14 @@ fn killing_the_cli_during_a_callback_still_delivers_it_on_the_next_run() {
     );
     // The job is journaled, its delivery is pending.
     let pending = journal(&project).deliveries_of("submitted").unwrap();
-    assert_eq!(pending[0].1, "pending");
+    assert_eq!(pending[0].state, "pending");
 
     // Any later run that connects delivers what is pending.
     project.run(&["status", &job_id]).ok();
     let delivered = std::fs::read_to_string(project.path().join("ledger/delivered.txt")).unwrap();
     assert_eq!(delivered, format!("submitted {job_id} attempt 2\n"));
     assert_eq!(
-        journal(&project).deliveries_of("submitted").unwrap()[0].1,
+        journal(&project).deliveries_of("submitted").unwrap()[0].state,
         "delivered"
     );
 }

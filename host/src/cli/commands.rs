@@ -142,17 +142,15 @@ async fn submit(
     let engine = engine(dirs)?;
     let renderer = load_renderer(&engine, file)?;
     let session = Session::open(global, file, dirs, &engine).await?;
-    let mut observer = session.deliverer.observer(&session.journal);
     let submitted = cluster::submit(
         &session.conn,
         &session.target,
         &session.journal,
         &renderer,
         &spec,
-        &mut observer,
+        &mut session.deliverer.observer(&session.journal),
     )
     .await;
-    drop(observer);
     let submitted = match submitted {
         Ok(submitted) => submitted,
         Err(error) => {

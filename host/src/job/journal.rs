@@ -324,19 +324,30 @@ impl Journal {
         Ok(())
     }
 
-    /// (state, attempts, last_error) of every delivery of `event_kind`, for reports and tests.
-    pub fn deliveries_of(
-        &self,
-        event_kind: &str,
-    ) -> Result<Vec<(String, String, u32, Option<String>)>, JournalError> {
+    /// Every delivery of `event_kind`, oldest first, for reports and tests.
+    pub fn deliveries_of(&self, event_kind: &str) -> Result<Vec<DeliveryState>, JournalError> {
         let mut statement = self.conn.prepare(
             "SELECT plugin, state, attempts, last_error FROM deliveries WHERE event_kind = ?1 ORDER BY id",
         )?;
         let rows = statement.query_map(params![event_kind], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok(DeliveryState {
+                plugin: row.get(0)?,
+                state: row.get(1)?,
+                attempts: row.get(2)?,
+                last_error: row.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+}
+
+/// Where one delivery stands: `pending`, `delivered` or `failed` (given up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryState {
+    pub plugin: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
 }
 
 const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json FROM submissions";
@@ -516,7 +527,12 @@ mod tests {
         journal.mark_delivered(due[0].id).unwrap();
         assert_eq!(
             journal.deliveries_of("submitted").unwrap(),
-            vec![("ledger".into(), "delivered".into(), 2, None)]
+            vec![DeliveryState {
+                plugin: "ledger".into(),
+                state: "delivered".into(),
+                attempts: 2,
+                last_error: None
+            }]
         );
     }
 }

@@ -129,7 +129,7 @@ fn settings_from_map(map: &BTreeMap<String, Vec<String>>, host: &str) -> HostCon
             .flatten()
             .flat_map(|v| v.split_whitespace())
             .filter(|v| *v != "none")
-            .map(|v| expand_home(v))
+            .map(expand_home)
             .collect()
     };
     HostConfig {

@@ -46,7 +46,9 @@ pub fn render_script(job: &Job) -> Result<String, RenderError> {
         if !is_env_name(name) {
             return Err(invalid(
                 &format!("environment[{index}].name"),
-                &format!("{name:?} is not a shell variable name (letters, digits and _, not starting with a digit)"),
+                &format!(
+                    "{name:?} is not a shell variable name (letters, digits and _, not starting with a digit)"
+                ),
             ));
         }
         out.push_str(&format!("export {name}={}\n", shell_quote(value)));
@@ -104,7 +106,10 @@ fn directives(job: &Job) -> Result<Vec<(String, Option<String>)>, RenderError> {
     if let Some(nodes) = &job.nodes {
         let value = match nodes.max {
             Some(max) if max < nodes.min => {
-                return Err(invalid("nodes", &format!("maximum {max} is below minimum {}", nodes.min)));
+                return Err(invalid(
+                    "nodes",
+                    &format!("maximum {max} is below minimum {}", nodes.min),
+                ));
             }
             Some(max) => format!("{}-{max}", nodes.min),
             None => nodes.min.to_string(),
@@ -135,7 +140,11 @@ fn directives(job: &Job) -> Result<Vec<(String, Option<String>)>, RenderError> {
         (None, None) => {}
     }
     if !job.dependencies.is_empty() {
-        push("--dependency", "dependencies", &dependency_spec(&job.dependencies)?)?;
+        push(
+            "--dependency",
+            "dependencies",
+            &dependency_spec(&job.dependencies)?,
+        )?;
     }
     if job.exclusive {
         lines.push(("--exclusive".to_string(), None));
@@ -148,11 +157,15 @@ fn directives(job: &Job) -> Result<Vec<(String, Option<String>)>, RenderError> {
         };
         let valid_option = option.len() > 2
             && option.starts_with("--")
-            && option[2..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            && option[2..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid_option {
             return Err(invalid(
                 &field,
-                &format!("{extra:?} is not a long sbatch option (write it as --name or --name=value)"),
+                &format!(
+                    "{extra:?} is not a long sbatch option (write it as --name or --name=value)"
+                ),
             ));
         }
         let value = value.map(|v| directive_quote(&field, v)).transpose()?;
@@ -176,12 +189,18 @@ fn dependency_spec(dependencies: &[Dependency]) -> Result<String, RenderError> {
             }
         };
         if dependency.job_ids.is_empty() {
-            return Err(invalid(&format!("dependencies[{index}]"), &format!("{kind} needs at least one job id")));
+            return Err(invalid(
+                &format!("dependencies[{index}]"),
+                &format!("{kind} needs at least one job id"),
+            ));
         }
         for id in &dependency.job_ids {
             let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_digit() || c == '_');
             if !valid {
-                return Err(invalid(&format!("dependencies[{index}]"), &format!("{id:?} is not a Slurm job id")));
+                return Err(invalid(
+                    &format!("dependencies[{index}]"),
+                    &format!("{id:?} is not a Slurm job id"),
+                ));
             }
         }
         parts.push(format!("{kind}:{}", dependency.job_ids.join(":")));
@@ -207,7 +226,10 @@ fn directive_quote(field: &str, value: &str) -> Result<String, RenderError> {
     if value.is_empty() {
         return Err(invalid(field, "is empty"));
     }
-    if let Some(bad) = value.chars().find(|c| c.is_control() || *c == '"' || *c == '\\') {
+    if let Some(bad) = value
+        .chars()
+        .find(|c| c.is_control() || *c == '"' || *c == '\\')
+    {
         return Err(invalid(
             field,
             &format!("{value:?} contains {bad:?}, which an #SBATCH line cannot carry"),
@@ -228,7 +250,10 @@ fn is_env_name(name: &str) -> bool {
 }
 
 fn invalid(field: &str, message: &str) -> RenderError {
-    RenderError::InvalidField(FieldError { field: field.to_string(), message: message.to_string() })
+    RenderError::InvalidField(FieldError {
+        field: field.to_string(),
+        message: message.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -288,15 +313,23 @@ mod tests {
     fn refuses_a_bad_variable_name() {
         let mut j = job();
         j.environment = vec![("A;rm".into(), "x".into())];
-        assert!(matches!(render_script(&j).unwrap_err(), RenderError::InvalidField(f) if f.field == "environment[0].name"));
+        assert!(
+            matches!(render_script(&j).unwrap_err(), RenderError::InvalidField(f) if f.field == "environment[0].name")
+        );
     }
 
     #[test]
     fn formats_days_and_dependencies() {
         assert_eq!(slurm_duration(2 * 86_400 + 3661), "2-01:01:01");
         let deps = vec![
-            Dependency { kind: DependencyKind::AfterOk, job_ids: vec!["12".into(), "13_2".into()] },
-            Dependency { kind: DependencyKind::Singleton, job_ids: vec![] },
+            Dependency {
+                kind: DependencyKind::AfterOk,
+                job_ids: vec!["12".into(), "13_2".into()],
+            },
+            Dependency {
+                kind: DependencyKind::Singleton,
+                job_ids: vec![],
+            },
         ];
         assert_eq!(dependency_spec(&deps).unwrap(), "afterok:12:13_2,singleton");
     }

@@ -26,25 +26,47 @@ impl Guest for Ledger {
     }
 
     fn on_event(event: Event) -> Result<(), CallbackError> {
-        let file = config().into_iter().find(|(k, _)| k == "file").map(|(_, v)| v).unwrap_or_else(|| "ledger/events.tsv".into());
+        let file = config()
+            .into_iter()
+            .find(|(k, _)| k == "file")
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| "ledger/events.tsv".into());
         let state = match &event.detail {
             // `JobState::Completed` -> `COMPLETED`.
-            EventDetail::Status(change) => format!("{:?}", change.current.state).rsplit(':').next().unwrap_or_default().to_uppercase(),
+            EventDetail::Status(change) => format!("{:?}", change.current.state)
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_uppercase(),
             EventDetail::Submitted(id) => format!("id={id}"),
             _ => String::new(),
         };
         let kind = format!("{:?}", event.kind);
         let kind = kind.rsplit(':').next().unwrap_or_default();
-        let line = format!("{}\t{kind}\t{}\t{}\t{state}\n", event.id, event.job_id.unwrap_or_default(), event.job.name);
+        let line = format!(
+            "{}\t{kind}\t{}\t{}\t{state}\n",
+            event.id,
+            event.job_id.unwrap_or_default(),
+            event.job.name
+        );
         let existing = std::fs::read_to_string(&file).unwrap_or_default();
-        if existing.lines().any(|l| l.starts_with(&format!("{}\t", event.id))) {
+        if existing
+            .lines()
+            .any(|l| l.starts_with(&format!("{}\t", event.id)))
+        {
             return Ok(());
         }
         let write = || -> std::io::Result<()> {
-            let mut ledger = std::fs::OpenOptions::new().create(true).append(true).open(&file)?;
+            let mut ledger = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)?;
             ledger.write_all(line.as_bytes())
         };
-        write().map_err(|e| CallbackError { message: format!("cannot append to {file}: {e}"), retryable: true })
+        write().map_err(|e| CallbackError {
+            message: format!("cannot append to {file}: {e}"),
+            retryable: true,
+        })
     }
 }
 

@@ -23,8 +23,15 @@ fn setting(key: &str) -> Option<String> {
 
 /// Double quotes for `#SBATCH` values; refuse what sbatch's directive parser cannot carry.
 fn directive(field: &str, value: &str) -> Result<String, RenderError> {
-    if value.is_empty() || value.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
-        return Err(RenderError::InvalidField(FieldError { field: field.into(), message: format!("{value:?} cannot go in an #SBATCH line") }));
+    if value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        return Err(RenderError::InvalidField(FieldError {
+            field: field.into(),
+            message: format!("{value:?} cannot go in an #SBATCH line"),
+        }));
     }
     Ok(format!("\"{value}\""))
 }
@@ -57,7 +64,11 @@ impl Guest for SiteRenderer {
             }
         }
         if let Some(seconds) = job.time_limit_seconds {
-            sbatch("time", "time-limit-seconds", &format!("{}:{:02}", seconds.div_ceil(60), 0))?;
+            sbatch(
+                "time",
+                "time-limit-seconds",
+                &format!("{}:{:02}", seconds.div_ceil(60), 0),
+            )?;
         }
         if let Some(cpus) = job.cpus_per_task {
             sbatch("cpus-per-task", "cpus-per-task", &cpus.to_string())?;
@@ -78,20 +89,30 @@ impl Guest for SiteRenderer {
         if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
             return Err(RenderError::Unsupported(FieldError {
                 field: field.to_string(),
-                message: format!("the {site} site renderer does not support it; use the default renderer"),
+                message: format!(
+                    "the {site} site renderer does not support it; use the default renderer"
+                ),
             }));
         }
         lines.push(format!("# Rendered by the {site} site renderer."));
         lines.push("module purge".into());
         let site_modules = setting("modules").unwrap_or_default();
-        for module in site_modules.split(',').map(str::trim).filter(|m| !m.is_empty()).chain(job.modules.iter().map(String::as_str)) {
+        for module in site_modules
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .chain(job.modules.iter().map(String::as_str))
+        {
             lines.push(format!("module load {}", quote(module)));
         }
         for (name, value) in &job.environment {
             lines.push(format!("export {name}={}", quote(value)));
         }
         match job.payload {
-            Payload::Command(argv) => lines.push(format!("exec {}", argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "))),
+            Payload::Command(argv) => lines.push(format!(
+                "exec {}",
+                argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+            )),
             Payload::Script(body) => lines.push(body.trim_end().to_string()),
         }
         log(Level::Debug, &format!("rendered {} for {site}", job.name));

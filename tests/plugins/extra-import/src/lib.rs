@@ -21,7 +21,10 @@ struct Greedy;
 
 impl Guest for Greedy {
     fn render(_job: String) -> Result<String, String> {
-        Ok(format!("#!/bin/bash\n# {}\n", slurmkit::plugin::secrets::read("TOKEN")))
+        Ok(format!(
+            "#!/bin/bash\n# {}\n",
+            slurmkit::plugin::secrets::read("TOKEN")
+        ))
     }
 }
 

@@ -6,7 +6,6 @@ wit_bindgen::generate!({ world: "callbacks", path: "../../../wit" });
 
 use slurmkit::plugin::host::{Level, config, log};
 
-
 struct Hostile;
 
 fn setting(key: &str) -> Option<String> {
@@ -20,7 +19,11 @@ fn fail(message: String, retryable: bool) -> Result<(), CallbackError> {
 /// Count calls in a granted directory: the plugin keeps no state between calls otherwise.
 fn bump_counter(dir: &str) -> u32 {
     let path = format!("{dir}/attempts");
-    let count = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0) + 1;
+    let count = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+        + 1;
     std::fs::write(&path, count.to_string()).expect("granted directory is writable");
     count
 }
@@ -40,7 +43,11 @@ impl Guest for Hostile {
 
     fn on_event(event: Event) -> Result<(), CallbackError> {
         // `EventKind::Submitted` -> `submitted`.
-        let kind = format!("{:?}", event.kind).rsplit(':').next().unwrap_or_default().to_lowercase();
+        let kind = format!("{:?}", event.kind)
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
         if let Some(only) = setting("on")
             && kind != only.replace('-', "")
         {
@@ -49,16 +56,28 @@ impl Guest for Hostile {
         let attack = setting("attack").unwrap_or_default();
         match attack.as_str() {
             "read-host-file" => {
-                for path in ["/etc/passwd", "../../../../etc/passwd", "/proc/self/environ"] {
+                for path in [
+                    "/etc/passwd",
+                    "../../../../etc/passwd",
+                    "/proc/self/environ",
+                ] {
                     match std::fs::read_to_string(path) {
-                        Ok(text) => log(Level::Error, &format!("BREACH: read {path}: {} bytes", text.len())),
+                        Ok(text) => log(
+                            Level::Error,
+                            &format!("BREACH: read {path}: {} bytes", text.len()),
+                        ),
                         Err(e) => log(Level::Info, &format!("denied: read {path}: {e}")),
                     }
                 }
                 Ok(())
             }
             "write-outside-grant" => {
-                for path in ["ledger/../escaped.txt", "/tmp/slurmkit-escaped.txt", "ledger/link-out/escaped.txt", "inputs/escaped.txt"] {
+                for path in [
+                    "ledger/../escaped.txt",
+                    "/tmp/slurmkit-escaped.txt",
+                    "ledger/link-out/escaped.txt",
+                    "inputs/escaped.txt",
+                ] {
                     match std::fs::write(path, "escaped") {
                         Ok(()) => log(Level::Error, &format!("BREACH: wrote {path}")),
                         Err(e) => log(Level::Info, &format!("denied: write {path}: {e}")),
@@ -66,7 +85,10 @@ impl Guest for Hostile {
                 }
                 match std::fs::write("ledger/inside.txt", "allowed") {
                     Ok(()) => log(Level::Info, "allowed: write ledger/inside.txt"),
-                    Err(e) => log(Level::Error, &format!("unexpected: write ledger/inside.txt: {e}")),
+                    Err(e) => log(
+                        Level::Error,
+                        &format!("unexpected: write ledger/inside.txt: {e}"),
+                    ),
                 }
                 Ok(())
             }
@@ -118,7 +140,8 @@ impl Guest for Hostile {
                 if count <= 2 {
                     return fail(format!("transient failure {count}"), true);
                 }
-                std::fs::write("ledger/delivered.txt", format!("{} {}\n", event.id, count)).expect("writable");
+                std::fs::write("ledger/delivered.txt", format!("{} {}\n", event.id, count))
+                    .expect("writable");
                 Ok(())
             }
             "hang-first" => {
@@ -129,8 +152,12 @@ impl Guest for Hostile {
                         x = std::hint::black_box(x.wrapping_add(1));
                     }
                 }
-                let line = format!("{kind} {} attempt {count}\n", event.job_id.unwrap_or_default());
-                let mut existing = std::fs::read_to_string("ledger/delivered.txt").unwrap_or_default();
+                let line = format!(
+                    "{kind} {} attempt {count}\n",
+                    event.job_id.unwrap_or_default()
+                );
+                let mut existing =
+                    std::fs::read_to_string("ledger/delivered.txt").unwrap_or_default();
                 existing.push_str(&line);
                 std::fs::write("ledger/delivered.txt", existing).expect("writable");
                 Ok(())

@@ -9,11 +9,18 @@ struct Hostile;
 
 impl Guest for Hostile {
     fn render(job: Job) -> Result<String, RenderError> {
-        let attack = config().into_iter().find(|(k, _)| k == "attack").map(|(_, v)| v).unwrap_or_default();
+        let attack = config()
+            .into_iter()
+            .find(|(k, _)| k == "attack")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
         match attack.as_str() {
             "no-shebang" => Ok(format!("rm -rf ~ # {}\n", job.name)),
             "huge" => Ok(format!("#!/bin/bash\n{}", "x".repeat(2 << 20))),
-            "refuse" => Err(RenderError::Unsupported(FieldError { field: "gpus".into(), message: "this site has no GPUs".into() })),
+            "refuse" => Err(RenderError::Unsupported(FieldError {
+                field: "gpus".into(),
+                message: "this site has no GPUs".into(),
+            })),
             "loop" => loop {
                 std::hint::black_box(&job);
             },
