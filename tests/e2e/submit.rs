@@ -229,3 +229,62 @@ fn the_local_backend_submits_with_local_sbatch() {
             .starts_with("local-hello-")
     );
 }
+
+/// The connection drops after sbatch queued the job but before its reply came back: the journal holds a
+/// `submitting` record, the job directory holds the id sbatch wrote. The next command recovers it.
+#[test]
+fn a_job_whose_submission_reply_was_lost_is_recovered_by_the_next_command() {
+    use slurmkit::cli::args::JobArgs;
+    use slurmkit::job::journal::Journal;
+    use slurmkit::slurm::validate::JobId;
+
+    let project = ssh_project("[job]\ncommand = [\"true\"]\n");
+    let c = cluster();
+    let name = project.unique_name();
+    let job_dir = format!("{}/slurm_jobs/{name}-interrupted", c.user_home.display());
+    let key = format!("ssh://{}@{}:{}", c.user, c.host, c.port);
+    let args = JobArgs {
+        job: None,
+        name: Some(name.clone()),
+        partition: None,
+        account: None,
+        qos: None,
+        time: None,
+        command: vec!["echo".into(), "recovered".into()],
+    };
+    let spec = slurmkit::cli::plan::resolve_job(None, &args).unwrap();
+    let journal = Journal::open(&project.data_dir().join("journal.sqlite")).unwrap();
+    let id = journal
+        .begin_submission(&key, &job_dir, &spec, "builtin")
+        .unwrap();
+
+    // What `slurmkit submit` sends, run by plain ssh; its reply is thrown away, as if the link dropped.
+    let remote = format!(
+        "mkdir -p {job_dir} && cd {job_dir} && printf '#!/bin/bash\\n#SBATCH --output=slurm-%%j.out\\necho recovered\\n' > job.sbatch && sbatch --parsable job.sbatch > .job_id.tmp && mv .job_id.tmp job_id"
+    );
+    let status = std::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-p", &c.port.to_string(), "-i"])
+        .arg(&c.key)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", c.known_hosts.display()))
+        .arg(format!("{}@{}", c.user, c.host))
+        .arg(remote)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(journal.unresolved(&key).unwrap().len(), 1);
+
+    let run = project.run(&["status"]);
+    run.ok()
+        .stderr_contains("whose submission was interrupted; it is journaled now");
+    let record = journal.submission(id).unwrap().unwrap();
+    let job_id: JobId = record.job_id.expect("recovered job id");
+    assert!(journal.unresolved(&key).unwrap().is_empty());
+    project
+        .run(&["wait", job_id.as_str(), "--timeout", "60"])
+        .ok();
+    project
+        .run(&["logs", job_id.as_str()])
+        .ok()
+        .stdout_contains("recovered");
+}
