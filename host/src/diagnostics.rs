@@ -61,7 +61,11 @@ pub fn exit_code_for_error(error: &anyhow::Error) -> u8 {
         if cause.is::<AuthError>() {
             return exit::AUTH;
         }
-        if cause.is::<ConfigError>() || cause.is::<InvalidValue>() {
+        if cause.is::<ConfigError>()
+            || cause.is::<InvalidValue>()
+            || cause.is::<crate::cli::plan::PlanError>()
+            || cause.is::<crate::ssh::config::SshConfigError>()
+        {
             return exit::CONFIG;
         }
         if cause.is::<PluginError>() {

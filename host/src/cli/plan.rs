@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::args::{GlobalArgs, JobArgs};
 use crate::cluster::{Backend, Target, default_known_hosts};
@@ -12,6 +12,17 @@ use crate::slurm::validate::{Account, JobName, Partition, Qos};
 use crate::ssh::auth::{AuthPlan, Identity};
 use crate::ssh::session::Transport;
 use crate::ssh::{Hop, HostKeyPolicy};
+
+/// A flag, Slurmfile or job spec that cannot become a plan: input for the user to fix (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        return Err(PlanError(format!($($arg)*)).into())
+    };
+}
 
 /// Where slurmkit keeps its own state.
 #[derive(Debug, Clone)]
@@ -51,7 +62,7 @@ pub fn load_slurmfile(global: &GlobalArgs) -> anyhow::Result<Option<Slurmfile>> 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let Some(path) = Slurmfile::discover(global.slurmfile.as_deref(), &cwd)? else {
         if global.environment.is_some() {
-            bail!(
+            refuse!(
                 "--env / SLURM_ENV was given but no Slurmfile was found (looked in {} and its parents)",
                 cwd.display()
             );
@@ -86,17 +97,25 @@ pub fn resolve_target(global: &GlobalArgs, file: Option<&Slurmfile>) -> anyhow::
             job_base_dir,
         });
     }
-    let host = global.hostname.clone().or_else(|| settings.hostname.clone()).context(
-        "no cluster to connect to: set `hostname` in the Slurmfile's [cluster] table, or pass --hostname (or use backend = \"local\")",
-    )?;
+    let Some(host) = global
+        .hostname
+        .clone()
+        .or_else(|| settings.hostname.clone())
+    else {
+        refuse!(
+            "no cluster to connect to: set `hostname` in the Slurmfile's [cluster] table, or pass --hostname (or use backend = \"local\")"
+        );
+    };
     let ssh_config = crate::ssh::config::resolve(&host, settings.ssh_config.as_deref(), &base)?;
     let user = global
         .username
         .clone()
         .or_else(|| settings.username.clone())
         .or_else(|| ssh_config.user.clone())
-        .or_else(|| std::env::var("USER").ok())
-        .context("no user name: set `username` in [cluster] or pass --username")?;
+        .or_else(local_username)
+        .ok_or_else(|| {
+            PlanError("no user name: set `username` in [cluster] or pass --username".into())
+        })?;
     let port = global
         .port
         .or(settings.port)
@@ -211,7 +230,7 @@ pub fn resolve_job(file: Option<&Slurmfile>, args: &JobArgs) -> anyhow::Result<J
         Some(name) => {
             let Some(job) = jobs.get(name) else {
                 let known: Vec<&String> = jobs.keys().collect();
-                bail!(
+                refuse!(
                     "no job {name:?} in {}: defined jobs are {}",
                     file.map(|f| f.path.display().to_string())
                         .unwrap_or_else(|| "(no Slurmfile)".into()),
@@ -229,7 +248,7 @@ pub fn resolve_job(file: Option<&Slurmfile>, args: &JobArgs) -> anyhow::Result<J
             (Some(name), merge_job(defaults, job))
         }
         None if jobs.is_empty() => (None, defaults),
-        None => bail!(
+        None => refuse!(
             "the Slurmfile defines several jobs ({}); name one",
             jobs.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
@@ -306,15 +325,33 @@ fn payload(
         (None, Some(body), None) => Ok(Payload::Script(body.clone())),
         (None, None, Some(path)) => {
             let path = resolve_local_path(path, base);
-            let body = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read script_file {}", path.display()))?;
+            let body = std::fs::read_to_string(&path).map_err(|e| {
+                PlanError(format!("cannot read script_file {}: {e}", path.display()))
+            })?;
             Ok(Payload::Script(body))
         }
-        (None, None, None) => bail!(
+        (None, None, None) => refuse!(
             "the job has nothing to run: set `command`, `script` or `script_file`, or give a command after `--`"
         ),
-        _ => bail!("set only one of `command`, `script` and `script_file` for a job"),
+        _ => refuse!("set only one of `command`, `script` and `script_file` for a job"),
     }
+}
+
+/// The local user's name: `$USER`, `$LOGNAME`, or this process's uid looked up in /etc/passwd.
+fn local_username() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(name) = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+    {
+        return Some(name);
+    }
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
+    })
 }
 
 /// A name from the command's program (`/usr/bin/python3` → `python3`), or `job`.
