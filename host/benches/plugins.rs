@@ -161,40 +161,19 @@ fn fmt(d: Duration) -> String {
 
 /// The benchmark job, as the host holds it.
 fn host_job() -> JobSpec {
-    JobSpec {
-        name: JobName::parse("bench").unwrap(),
-        payload: Payload::Command(vec![
-            "python3".into(),
-            "train.py".into(),
-            "--epochs".into(),
-            "10".into(),
-        ]),
-        working_dir: None,
-        environment: [("OMP_NUM_THREADS".to_string(), "8".to_string())]
-            .into_iter()
-            .collect(),
-        modules: vec!["python/3.11".into(), "cuda/12".into()],
-        partition: Some(Partition::parse("debug").unwrap()),
-        account: None,
-        qos: None,
-        reservation: None,
-        time_limit: Some(TimeLimit::from_seconds(7200)),
-        nodes: None,
-        ntasks: Some(1),
-        ntasks_per_node: None,
-        cpus_per_task: Some(8),
-        memory: Memory::parse("16G").ok(),
-        mem_per_cpu: None,
-        gpus: None,
-        gres: None,
-        constraint: None,
-        exclusive: false,
-        array: None,
-        dependencies: vec![],
-        output: None,
-        error: None,
-        extra_directives: vec!["--mail-type=END".into()],
-    }
+    let argv = ["python3", "train.py", "--epochs", "10"]
+        .map(String::from)
+        .to_vec();
+    let mut job = JobSpec::new(JobName::parse("bench").unwrap(), Payload::Command(argv));
+    job.environment.insert("OMP_NUM_THREADS".into(), "8".into());
+    job.modules = vec!["python/3.11".into(), "cuda/12".into()];
+    job.partition = Some(Partition::parse("debug").unwrap());
+    job.time_limit = Some(TimeLimit::from_seconds(7200));
+    job.ntasks = Some(1);
+    job.cpus_per_task = Some(8);
+    job.memory = Memory::parse("16G").ok();
+    job.extra_directives = vec!["--mail-type=END".into()];
+    job
 }
 
 /// The same job, as the natively compiled renderer takes it.

@@ -244,13 +244,9 @@ fn a_job_whose_submission_reply_was_lost_is_recovered_by_the_next_command() {
     let job_dir = format!("{}/slurm_jobs/{name}-interrupted", c.user_home.display());
     let key = format!("ssh://{}@{}:{}", c.user, c.host, c.port);
     let args = JobArgs {
-        job: None,
         name: Some(name.clone()),
-        partition: None,
-        account: None,
-        qos: None,
-        time: None,
         command: vec!["echo".into(), "recovered".into()],
+        ..JobArgs::default()
     };
     let spec = slurmkit::cli::plan::resolve_job(None, &args).unwrap();
     let journal = Journal::open(&project.data_dir().join("journal.sqlite")).unwrap();

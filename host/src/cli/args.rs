@@ -147,7 +147,7 @@ pub enum PluginCommand {
 }
 
 /// Which job, and quick overrides of its Slurmfile settings.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct JobArgs {
     /// A `[jobs.<NAME>]` entry of the Slurmfile.
     pub job: Option<String>,

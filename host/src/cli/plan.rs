@@ -423,12 +423,7 @@ mod tests {
     fn args(job: Option<&str>) -> JobArgs {
         JobArgs {
             job: job.map(String::from),
-            name: None,
-            partition: None,
-            account: None,
-            qos: None,
-            time: None,
-            command: vec![],
+            ..JobArgs::default()
         }
     }
 

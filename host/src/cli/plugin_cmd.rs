@@ -100,12 +100,7 @@ async fn check(
         Some(name) => {
             let args = JobArgs {
                 job: Some(name.into()),
-                name: None,
-                partition: None,
-                account: None,
-                qos: None,
-                time: None,
-                command: vec![],
+                ..JobArgs::default()
             };
             plan::resolve_job(file, &args)?
         }
@@ -179,40 +174,21 @@ async fn check(
 
 /// A job exercising most fields.
 pub fn sample_job() -> JobSpec {
-    JobSpec {
-        name: JobName::parse("sample").expect("valid"),
-        payload: Payload::Command(vec![
-            "python3".into(),
-            "train.py".into(),
-            "--epochs".into(),
-            "3".into(),
-        ]),
-        working_dir: None,
-        environment: [("OMP_NUM_THREADS".to_string(), "4".to_string())]
-            .into_iter()
-            .collect(),
-        modules: vec!["python/3.11".into()],
-        partition: Some(Partition::parse("debug").expect("valid")),
-        account: None,
-        qos: None,
-        reservation: None,
-        time_limit: Some(crate::job::spec::TimeLimit::from_seconds(3600)),
-        nodes: None,
-        ntasks: Some(1),
-        ntasks_per_node: None,
-        cpus_per_task: Some(4),
-        memory: crate::job::spec::Memory::parse("4G").ok(),
-        mem_per_cpu: None,
-        gpus: None,
-        gres: None,
-        constraint: None,
-        exclusive: false,
-        array: None,
-        dependencies: vec![],
-        output: None,
-        error: None,
-        extra_directives: vec![],
-    }
+    let argv = ["python3", "train.py", "--epochs", "3"]
+        .map(String::from)
+        .to_vec();
+    let mut job = JobSpec::new(
+        JobName::parse("sample").expect("valid"),
+        Payload::Command(argv),
+    );
+    job.environment.insert("OMP_NUM_THREADS".into(), "4".into());
+    job.modules = vec!["python/3.11".into()];
+    job.partition = Some(Partition::parse("debug").expect("valid"));
+    job.time_limit = Some(crate::job::spec::TimeLimit::from_seconds(3600));
+    job.ntasks = Some(1);
+    job.cpus_per_task = Some(4);
+    job.memory = crate::job::spec::Memory::parse("4G").ok();
+    job
 }
 
 fn sample_event(kind: EventKind, spec: &JobSpec) -> HostEvent {

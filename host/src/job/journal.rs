@@ -439,33 +439,10 @@ mod tests {
     use crate::slurm::validate::JobName;
 
     pub(crate) fn spec() -> JobSpec {
-        JobSpec {
-            name: JobName::parse("hello").unwrap(),
-            payload: Payload::Command(vec!["echo".into(), "hi".into()]),
-            working_dir: None,
-            environment: Default::default(),
-            modules: vec![],
-            partition: None,
-            account: None,
-            qos: None,
-            reservation: None,
-            time_limit: None,
-            nodes: None,
-            ntasks: None,
-            ntasks_per_node: None,
-            cpus_per_task: None,
-            memory: None,
-            mem_per_cpu: None,
-            gpus: None,
-            gres: None,
-            constraint: None,
-            exclusive: false,
-            array: None,
-            dependencies: vec![],
-            output: None,
-            error: None,
-            extra_directives: vec![],
-        }
+        JobSpec::new(
+            JobName::parse("hello").unwrap(),
+            Payload::Command(vec!["echo".into(), "hi".into()]),
+        )
     }
 
     #[test]

@@ -53,6 +53,37 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// A job that runs `payload` with Slurm's defaults for everything else.
+    pub fn new(name: JobName, payload: Payload) -> JobSpec {
+        JobSpec {
+            name,
+            payload,
+            working_dir: None,
+            environment: BTreeMap::new(),
+            modules: Vec::new(),
+            partition: None,
+            account: None,
+            qos: None,
+            reservation: None,
+            time_limit: None,
+            nodes: None,
+            ntasks: None,
+            ntasks_per_node: None,
+            cpus_per_task: None,
+            memory: None,
+            mem_per_cpu: None,
+            gpus: None,
+            gres: None,
+            constraint: None,
+            exclusive: false,
+            array: None,
+            dependencies: Vec::new(),
+            output: None,
+            error: None,
+            extra_directives: Vec::new(),
+        }
+    }
+
     /// The stdout file pattern Slurm writes to; relative paths are inside the job directory, which is
     /// where the job runs unless `working_dir` says otherwise.
     pub fn stdout_pattern(&self) -> &str {

@@ -508,42 +508,27 @@ pub struct SubmitEvents<'a, 'e> {
     journal: &'a Journal,
 }
 
+impl SubmitEvents<'_, '_> {
+    /// Queue an event that carries no detail beyond the job.
+    fn emit(&self, kind: EventKind, submission_id: Option<i64>, spec: &JobSpec, job_dir: &str) {
+        let event = self
+            .deliverer
+            .event(kind, spec, job_dir, None, EventDetail::None, "");
+        self.deliverer.enqueue(self.journal, submission_id, &event);
+    }
+}
+
 impl SubmitObserver for SubmitEvents<'_, '_> {
     fn staging_begin(&mut self, spec: &JobSpec, job_dir: &str) {
-        let event = self.deliverer.event(
-            EventKind::PackagingBegin,
-            spec,
-            job_dir,
-            None,
-            EventDetail::None,
-            "",
-        );
-        self.deliverer.enqueue(self.journal, None, &event);
+        self.emit(EventKind::PackagingBegin, None, spec, job_dir);
     }
 
     fn staging_end(&mut self, spec: &JobSpec, job_dir: &str) {
-        let event = self.deliverer.event(
-            EventKind::PackagingEnd,
-            spec,
-            job_dir,
-            None,
-            EventDetail::None,
-            "",
-        );
-        self.deliverer.enqueue(self.journal, None, &event);
+        self.emit(EventKind::PackagingEnd, None, spec, job_dir);
     }
 
     fn submit_begin(&mut self, submission_id: i64, spec: &JobSpec, job_dir: &str) {
-        let event = self.deliverer.event(
-            EventKind::SubmitBegin,
-            spec,
-            job_dir,
-            None,
-            EventDetail::None,
-            "",
-        );
-        self.deliverer
-            .enqueue(self.journal, Some(submission_id), &event);
+        self.emit(EventKind::SubmitBegin, Some(submission_id), spec, job_dir);
     }
 
     fn submitted(&mut self, submitted: &Submitted, spec: &JobSpec) {
