@@ -192,32 +192,32 @@ impl KnownHosts {
 
     /// Check a plain host key.
     pub fn check_key(&self, lookup: &HostLookup, key: &KeyData) -> Verdict {
-        let verdict = self.check_key_under(&lookup.name, lookup, key);
+        // @revoked wins over everything, under either name the host is looked up by.
+        if let Some(revoked) = self.lines.iter().find(|l| {
+            l.marker == Some(Marker::Revoked)
+                && l.key.key_data() == key
+                && self.names_match(lookup, &l.patterns)
+        }) {
+            return Verdict::Revoked(self.origin(revoked));
+        }
+        let verdict = self.check_key_under(&lookup.name, key);
         match (&verdict, &lookup.fallback) {
-            (Verdict::Unknown, Some(fallback)) => self.check_key_under(fallback, lookup, key),
+            (Verdict::Unknown, Some(fallback)) => self.check_key_under(fallback, key),
             _ => verdict,
         }
     }
 
-    fn check_key_under(&self, name: &str, lookup: &HostLookup, key: &KeyData) -> Verdict {
-        let matching: Vec<&Line> = self
+    fn check_key_under(&self, name: &str, key: &KeyData) -> Verdict {
+        let plain: Vec<&Line> = self
             .lines
             .iter()
-            .filter(|l| self.name_matches(name, &l.patterns))
+            .filter(|l| l.marker.is_none() && self.name_matches(name, &l.patterns))
             .collect();
-        if let Some(revoked) = matching
-            .iter()
-            .find(|l| l.marker == Some(Marker::Revoked) && l.key.key_data() == key)
-        {
-            return Verdict::Revoked(self.origin(revoked));
-        }
-        let plain: Vec<&&Line> = matching.iter().filter(|l| l.marker.is_none()).collect();
         if let Some(known) = plain.iter().find(|l| l.key.key_data() == key) {
             return Verdict::Known(self.origin(known));
         }
         // A different key for this host, of this or any other type. OpenSSH only warns about a new key
         // type for a known host; we refuse, because a type switch is how a key change slips through.
-        let _ = lookup;
         let recorded = plain
             .iter()
             .find(|l| l.key.algorithm() == key.algorithm())
@@ -255,12 +255,19 @@ impl KnownHosts {
         let Some(ca_line) = matching.iter().find(|l| {
             l.marker == Some(Marker::CertAuthority) && l.key.key_data() == cert.signature_key()
         }) else {
-            return Verdict::CertificateRejected {
-                reason: format!(
-                    "it is signed by {}, which no @cert-authority line trusts for {}",
-                    KeyData::fingerprint(cert.signature_key(), HashAlg::Sha256),
-                    lookup.host
-                ),
+            // As OpenSSH does, a certificate from a CA nobody trusts here is judged by its plain key:
+            // a recorded (or revoked, or changed) key decides. Only where nothing records the key do we
+            // refuse outright instead of leaving it to the policy, since a CA is configured for this
+            // host and its certificate does not chain to it.
+            return match self.check_key(lookup, cert.public_key()) {
+                Verdict::Unknown => Verdict::CertificateRejected {
+                    reason: format!(
+                        "it is signed by {}, which no @cert-authority line trusts for {}",
+                        KeyData::fingerprint(cert.signature_key(), HashAlg::Sha256),
+                        lookup.host
+                    ),
+                },
+                decided => decided,
             };
         };
         let reject = |reason: String| Verdict::CertificateRejected { reason };
@@ -547,6 +554,16 @@ mod tests {
         let text = format!("example.org {KEY_A}\n@revoked * {KEY_A}\n");
         assert_eq!(
             verdict(&text, "example.org", 22, KEY_A),
+            Verdict::Revoked(origin(2))
+        );
+    }
+
+    #[test]
+    fn revoked_under_the_port_less_name_still_wins() {
+        // The plain line names [host]:port; the @revoked line only the bare host.
+        let text = format!("[example.org]:2222 {KEY_A}\n@revoked example.org {KEY_A}\n");
+        assert_eq!(
+            verdict(&text, "example.org", 2222, KEY_A),
             Verdict::Revoked(origin(2))
         );
     }
