@@ -175,8 +175,13 @@ mod tests {
     #[test]
     fn changed_host_key_renders_with_its_fix() {
         let error = HostKeyError::Changed {
-            host: "127.0.0.1".into(),
-            port: 2222,
+            host: crate::ssh::policy::KeyedHost {
+                name: "[127.0.0.1]:2222".into(),
+                address: "127.0.0.1".into(),
+                port: 2222,
+                jump: None,
+                alias: false,
+            },
             key_type: "ssh-ed25519".into(),
             fingerprint: "SHA256:new".into(),
             recorded: Origin {

@@ -4,7 +4,8 @@
 //! policy. Only a host nothing records is up to the policy: `reject` refuses it, `warn` logs its
 //! fingerprint and connects, `auto` records it and connects.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
@@ -24,6 +25,52 @@ pub enum HostKeyPolicy {
     Auto,
 }
 
+/// The host a host-key decision is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedHost {
+    /// What known_hosts lines are matched against: `host`, `[host]:port`, or the HostKeyAlias.
+    pub name: String,
+    /// Where the host was reached, for ssh-keyscan.
+    pub address: String,
+    pub port: u16,
+    /// For a jump host: the name it was given (`-J` entry or ssh_config alias).
+    pub jump: Option<String>,
+    /// `name` is a HostKeyAlias, which ssh-keyscan cannot print: its output must be renamed.
+    pub alias: bool,
+}
+
+impl fmt::Display for KeyedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.jump {
+            Some(jump) => write!(f, "jump host {jump} ({})", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+impl KeyedHost {
+    /// The ssh-keyscan command that appends this host's keys to `file` under the name looked up.
+    fn keyscan(&self, file: &Path, hashed: bool) -> String {
+        let port = if self.port == 22 {
+            String::new()
+        } else {
+            format!("-p {} ", self.port)
+        };
+        let file = quote(&file.display().to_string());
+        if self.alias {
+            // Keys are recorded under the alias, which ssh-keyscan knows nothing about.
+            format!(
+                "ssh-keyscan {port}{} | sed 's/^[^ ]*/{}/' >> {file}",
+                quote(&self.address),
+                self.name
+            )
+        } else {
+            let hash = if hashed { "-H " } else { "" };
+            format!("ssh-keyscan {hash}{port}{} >> {file}", quote(&self.address))
+        }
+    }
+}
+
 /// Why a host key was refused. Each variant's text says what happened; [`HostKeyError::hint`] says
 /// what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -32,19 +79,19 @@ pub enum HostKeyError {
         "host key verification failed: {host} is not a known host (it presented {key_type} {fingerprint}) and host_key_policy is \"reject\""
     )]
     Unknown {
-        host: String,
-        port: u16,
+        host: KeyedHost,
         key_type: String,
         fingerprint: String,
         record_to: PathBuf,
+        /// New entries are hashed (HashKnownHosts), so the fix should hash too.
+        hashed: bool,
     },
     #[error(
         "REMOTE HOST IDENTIFICATION HAS CHANGED for {host}: it presented {key_type} {fingerprint}, but {recorded} records {recorded_fingerprint}. \
          Someone could be intercepting this connection, or the host's key was replaced; refusing under every host_key_policy"
     )]
     Changed {
-        host: String,
-        port: u16,
+        host: KeyedHost,
         key_type: String,
         fingerprint: String,
         recorded: Origin,
@@ -54,15 +101,15 @@ pub enum HostKeyError {
         "the host key of {host} ({fingerprint}) is marked @revoked at {origin}; refusing to connect"
     )]
     Revoked {
-        host: String,
+        host: KeyedHost,
         fingerprint: String,
         origin: Origin,
     },
     #[error("the host certificate of {host} is not acceptable: {reason}")]
-    CertificateRejected { host: String, reason: String },
+    CertificateRejected { host: KeyedHost, reason: String },
     #[error("could not record the host key of {host} in {path}: {source}")]
     RecordFailed {
-        host: String,
+        host: KeyedHost,
         path: PathBuf,
         source: std::io::Error,
     },
@@ -72,16 +119,21 @@ impl HostKeyError {
     /// The concrete next step for the user.
     pub fn hint(&self) -> Option<String> {
         match self {
-            HostKeyError::Unknown { host, port, record_to, .. } => Some(format!(
+            HostKeyError::Unknown {
+                host,
+                record_to,
+                hashed,
+                ..
+            } => Some(format!(
                 "verify the fingerprint with the cluster's documentation or admins, then record the key:\n    {}\n  and check it matches: ssh-keygen -lf {}\n  (or connect once with --host-key-policy warn, or auto to record it on first use)",
-                keyscan(host, *port, record_to),
+                host.keyscan(record_to, *hashed),
                 quote(&record_to.display().to_string()),
             )),
-            HostKeyError::Changed { host, port, recorded, .. } => Some(format!(
+            HostKeyError::Changed { host, recorded, .. } => Some(format!(
                 "if the cluster's admins confirm the new key, remove the old one and record the new:\n    ssh-keygen -R {} -f {}\n    {}",
-                quote(&lookup_name(host, *port)),
+                quote(&host.name),
                 quote(&recorded.path.display().to_string()),
-                keyscan(host, *port, &recorded.path),
+                host.keyscan(&recorded.path, false),
             )),
             HostKeyError::Revoked { origin, .. } => Some(format!(
                 "a revoked key must not be trusted; ask the cluster's admins for the current key (the @revoked line is {origin})"
@@ -92,23 +144,6 @@ impl HostKeyError {
             HostKeyError::RecordFailed { .. } => None,
         }
     }
-}
-
-fn lookup_name(host: &str, port: u16) -> String {
-    HostLookup::new(host, port, None).name
-}
-
-fn keyscan(host: &str, port: u16, file: &std::path::Path) -> String {
-    let port_flag = if port == 22 {
-        String::new()
-    } else {
-        format!("-p {port} ")
-    };
-    format!(
-        "ssh-keyscan {port_flag}{} >> {}",
-        quote(host),
-        quote(&file.display().to_string())
-    )
 }
 
 /// How a host key came to be accepted.
@@ -125,9 +160,8 @@ pub enum Acceptance {
 /// Everything needed to judge one host's key.
 #[derive(Debug)]
 pub struct HostKeyCheck {
-    /// The host as the user named it, for messages.
-    pub host: String,
-    pub port: u16,
+    /// The host as messages name it.
+    pub host: KeyedHost,
     pub lookup: HostLookup,
     pub known: KnownHosts,
     pub policy: HostKeyPolicy,
@@ -138,18 +172,26 @@ pub struct HostKeyCheck {
 }
 
 impl HostKeyCheck {
+    /// `address`/`port` is where the host is reached; `alias` is its HostKeyAlias. Lines are read
+    /// from `files` now, once.
     pub fn new(
-        host: &str,
+        address: &str,
         port: u16,
         alias: Option<&str>,
         files: &[PathBuf],
         policy: HostKeyPolicy,
         record_to: PathBuf,
     ) -> Self {
+        let lookup = HostLookup::new(address, port, alias);
         HostKeyCheck {
-            host: host.to_string(),
-            port,
-            lookup: HostLookup::new(host, port, alias),
+            host: KeyedHost {
+                name: lookup.name.clone(),
+                address: address.to_string(),
+                port,
+                jump: None,
+                alias: alias.is_some(),
+            },
+            lookup,
             known: KnownHosts::load(files),
             policy,
             record_to,
@@ -172,13 +214,14 @@ impl HostKeyCheck {
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         let key_type = key.algorithm().to_string();
+        let host = self.host.clone();
         match verdict {
             Verdict::Known(origin) => {
-                tracing::debug!(host = %self.lookup.name, "host key {fingerprint} matches {origin}");
+                tracing::debug!(host = %self.host, "host key {fingerprint} matches {origin}");
                 Ok(Acceptance::Known(origin))
             }
             Verdict::Revoked(origin) => Err(HostKeyError::Revoked {
-                host: self.lookup.name.clone(),
+                host,
                 fingerprint,
                 origin,
             }),
@@ -186,30 +229,27 @@ impl HostKeyCheck {
                 recorded,
                 recorded_fingerprint,
             } => Err(HostKeyError::Changed {
-                host: self.host.clone(),
-                port: self.port,
+                host,
                 key_type,
                 fingerprint,
                 recorded,
                 recorded_fingerprint,
             }),
-            Verdict::CertificateRejected { reason } => Err(HostKeyError::CertificateRejected {
-                host: self.lookup.name.clone(),
-                reason,
-            }),
+            Verdict::CertificateRejected { reason } => {
+                Err(HostKeyError::CertificateRejected { host, reason })
+            }
             Verdict::Unknown => match self.policy {
                 HostKeyPolicy::Reject => Err(HostKeyError::Unknown {
-                    host: self.host.clone(),
-                    port: self.port,
+                    host,
                     key_type,
                     fingerprint,
                     record_to: self.record_to.clone(),
+                    hashed: self.hash_new,
                 }),
                 HostKeyPolicy::Warn => {
                     tracing::warn!(
-                        "{} is not a known host; connecting anyway (host_key_policy = \"warn\"). It presented {key_type} {fingerprint}; \
+                        "{host} is not a known host; connecting anyway (host_key_policy = \"warn\"). It presented {key_type} {fingerprint}; \
                          verify it and record it in {} to silence this warning",
-                        self.lookup.name,
                         self.record_to.display()
                     );
                     Ok(Acceptance::Warned { fingerprint })
@@ -218,14 +258,13 @@ impl HostKeyCheck {
                     let line = known_hosts::new_entry_line(&self.lookup, &key, self.hash_new);
                     known_hosts::append_line(&self.record_to, &line).map_err(|source| {
                         HostKeyError::RecordFailed {
-                            host: self.lookup.name.clone(),
+                            host: host.clone(),
                             path: self.record_to.clone(),
                             source,
                         }
                     })?;
                     tracing::warn!(
-                        "recorded the host key of {} ({key_type} {fingerprint}) in {} (host_key_policy = \"auto\")",
-                        self.lookup.name,
+                        "recorded the host key of {host} ({key_type} {fingerprint}) in {} (host_key_policy = \"auto\")",
                         self.record_to.display()
                     );
                     Ok(Acceptance::Recorded {
@@ -329,6 +368,59 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("known_hosts")).unwrap(),
             format!("[127.0.0.1]:2222 {KEY_A}\n")
+        );
+    }
+
+    #[test]
+    fn fixes_name_the_entry_as_it_is_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let file_text = file.display().to_string();
+        // Under a HostKeyAlias, ssh-keyscan's output is renamed to the alias.
+        std::fs::write(&file, format!("login-alias {KEY_A}\n")).unwrap();
+        let mut alias = HostKeyCheck::new(
+            "10.0.0.5",
+            2222,
+            Some("login-alias"),
+            std::slice::from_ref(&file),
+            HostKeyPolicy::Reject,
+            file.clone(),
+        );
+        let hint = alias.decide(&presented(KEY_B)).unwrap_err().hint().unwrap();
+        assert!(
+            hint.contains(&format!("ssh-keygen -R login-alias -f {file_text}")),
+            "{hint}"
+        );
+        assert!(
+            hint.contains(&format!(
+                "ssh-keyscan -p 2222 10.0.0.5 | sed 's/^[^ ]*/login-alias/' >> {file_text}"
+            )),
+            "{hint}"
+        );
+        // A jump host says so; new keys recorded hashed are scanned hashed.
+        std::fs::write(&file, "").unwrap();
+        alias = HostKeyCheck::new(
+            "10.0.0.5",
+            2222,
+            None,
+            std::slice::from_ref(&file),
+            HostKeyPolicy::Reject,
+            file.clone(),
+        );
+        alias.host.jump = Some("bastion".into());
+        alias.hash_new = true;
+        let err = alias.decide(&presented(KEY_B)).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "host key verification failed: jump host bastion ([10.0.0.5]:2222) is not a known host"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.hint()
+                .unwrap()
+                .contains(&format!("ssh-keyscan -H -p 2222 10.0.0.5 >> {file_text}")),
+            "{err}"
         );
     }
 
