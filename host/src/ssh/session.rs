@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use russh::ChannelMsg;
 use russh::client;
-use russh::keys::PublicKeyOrCertificate;
+use russh::keys::{Algorithm, HashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use tokio::sync::OnceCell;
 
@@ -177,7 +177,8 @@ impl Session {
         }
         let mut handles = Vec::new();
         let mut reports = Vec::new();
-        for hop in &hops {
+        let last = hops.len() - 1;
+        for (index, hop) in hops.iter().enumerate() {
             let stream = match handles.last() {
                 None => Box::new(tcp_connect(hop, transport).await?) as Box<dyn Stream>,
                 Some(previous) => {
@@ -203,7 +204,9 @@ impl Session {
                     Box::new(channel.into_stream()) as Box<dyn Stream>
                 }
             };
-            let (handle, report) = handshake(hop, transport, stream, prompter.clone()).await?;
+            let role = (index < last).then_some(hop.display_name.as_str());
+            let (handle, report) =
+                handshake(hop, role, transport, stream, prompter.clone()).await?;
             handles.push(handle);
             reports.push(report);
         }
@@ -347,6 +350,7 @@ async fn tcp_connect(hop: &Hop, transport: &Transport) -> Result<tokio::net::Tcp
 /// Key exchange, host-key check and authentication on one stream.
 async fn handshake(
     hop: &Hop,
+    jump: Option<&str>,
     transport: &Transport,
     stream: Box<dyn Stream>,
     prompter: Arc<dyn Prompter>,
@@ -360,6 +364,7 @@ async fn handshake(
         hop.record_to.clone(),
     );
     check.hash_new = hop.hash_known_hosts;
+    check.host.jump = jump.map(str::to_string);
     let config = client_config(&check, transport);
     let acceptance = Arc::new(Mutex::new(None));
     let handler = ClientHandler {
@@ -407,7 +412,25 @@ async fn handshake(
 /// presents a key type we have recorded (and a certificate only where a CA is trusted).
 fn client_config(check: &HostKeyCheck, transport: &Transport) -> Arc<client::Config> {
     let mut preferred = russh::Preferred::default();
-    let recorded = check.known.recorded_algorithms(&check.lookup);
+    // A recorded RSA key reads as `ssh-rsa`, the SHA-1 signature name OpenSSH no longer offers;
+    // the same key is asked for by its SHA-2 names, or the server would pick another key type.
+    let recorded: Vec<Algorithm> = check
+        .known
+        .recorded_algorithms(&check.lookup)
+        .into_iter()
+        .flat_map(|a| match a {
+            Algorithm::Rsa { .. } => vec![
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512),
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha256),
+                },
+                Algorithm::Rsa { hash: None },
+            ],
+            other => vec![other],
+        })
+        .collect();
     if !recorded.is_empty() {
         let mut keys: Vec<_> = recorded.clone();
         keys.extend(
