@@ -232,7 +232,12 @@ pub fn precheck_certificates(
                         expired_at: cert.valid_before(),
                     });
                 }
-                tracing::warn!("skipping expired certificate {}", path.display());
+                tracing::warn!(
+                    "skipping the SSH certificate {}: it expired {} ago; renew it (`ssh-keygen -L -f {}` shows its validity)",
+                    path.display(),
+                    human_duration(now.saturating_sub(cert.valid_before())),
+                    path.display()
+                );
                 continue;
             }
             let left = cert.valid_before() - now;
@@ -300,6 +305,10 @@ pub struct Authenticator<'a> {
     key_attempts: usize,
     /// Methods the server still accepts (after a partial success, only these).
     remaining: Option<Vec<MethodKind>>,
+    /// Public keys already offered, so the agent's copy of a key file is not offered again.
+    offered: Vec<russh::keys::ssh_key::public::KeyData>,
+    /// The server closed the connection (sshd does when MaxAuthTries is exceeded).
+    closed: bool,
 }
 
 enum Step {
@@ -322,6 +331,8 @@ impl<'a> Authenticator<'a> {
             attempts: Vec::new(),
             key_attempts: 0,
             remaining: None,
+            offered: Vec::new(),
+            closed: false,
         }
     }
 
@@ -335,6 +346,12 @@ impl<'a> Authenticator<'a> {
                 host: self.host,
                 attempts: self.attempts,
             }),
+            Err(AuthError::Failed { attempts, .. }) if self.closed => {
+                Err(AuthError::Disconnected {
+                    host: self.host,
+                    attempts,
+                })
+            }
             Err(e) => Err(e),
         }
     }
@@ -381,9 +398,11 @@ impl<'a> Authenticator<'a> {
     }
 
     fn allows(&self, method: MethodKind) -> bool {
-        self.remaining
-            .as_ref()
-            .is_none_or(|methods| methods.contains(&method))
+        !self.closed
+            && self
+                .remaining
+                .as_ref()
+                .is_none_or(|methods| methods.contains(&method))
     }
 
     /// Record an attempt's result; `Done` on success.
@@ -400,7 +419,14 @@ impl<'a> Authenticator<'a> {
                 remaining_methods,
                 partial_success,
             } => {
-                let outcome = if partial_success {
+                // russh reports a connection the server closed as a failure that leaves no method;
+                // a server that means it sends at least one, so this is the close.
+                if remaining_methods.is_empty() && !partial_success {
+                    self.closed = true;
+                }
+                let outcome = if self.closed {
+                    "no answer: the server closed the connection".to_string()
+                } else if partial_success {
                     "accepted, but the server requires another method too".to_string()
                 } else {
                     "refused".to_string()
@@ -417,7 +443,7 @@ impl<'a> Authenticator<'a> {
             if !self.allows(MethodKind::PublicKey) {
                 return Ok(Step::Continue);
             }
-            let Some(key) = self.load_key(&identity.key)? else {
+            let Some(key) = self.load_key(&identity.key).await? else {
                 continue;
             };
             let key = Arc::new(key);
@@ -431,6 +457,16 @@ impl<'a> Authenticator<'a> {
                         reason: e.to_string(),
                     }
                 })?;
+                // A CertificateFile applies to the key it certifies; offering it with another key
+                // would only burn one of the server's MaxAuthTries.
+                if cert.public_key() != key.public_key().key_data() {
+                    tracing::debug!(
+                        "certificate {} is not for key {}; not offering them together",
+                        cert_path.display(),
+                        identity.key.display()
+                    );
+                    continue;
+                }
                 let hash = rsa_hash(cert.algorithm().is_rsa());
                 let mut signer = KeySigner(key.clone());
                 let result = self
@@ -451,7 +487,7 @@ impl<'a> Authenticator<'a> {
                     return Ok(Step::Done);
                 }
             }
-            if self.out_of_key_attempts() {
+            if self.out_of_key_attempts() || !self.allows(MethodKind::PublicKey) {
                 return Ok(Step::Continue);
             }
             let hash = if key.algorithm().is_rsa() {
@@ -459,6 +495,7 @@ impl<'a> Authenticator<'a> {
             } else {
                 None
             };
+            self.offered.push(key.public_key().key_data().clone());
             let result = self
                 .handle
                 .authenticate_publickey(
@@ -507,6 +544,11 @@ impl<'a> Authenticator<'a> {
         for identity in ordered {
             if !self.allows(MethodKind::PublicKey) || self.out_of_key_attempts() {
                 return Ok(Step::Continue);
+            }
+            if let AgentIdentity::PublicKey { key, .. } = &identity
+                && self.offered.contains(key.key_data())
+            {
+                continue;
             }
             let (label, result) = match identity {
                 AgentIdentity::Certificate {
@@ -568,7 +610,7 @@ impl<'a> Authenticator<'a> {
     }
 
     /// Load a private key, asking for its passphrase on the terminal when it is encrypted.
-    fn load_key(&mut self, path: &Path) -> Result<Option<PrivateKey>, AuthError> {
+    async fn load_key(&mut self, path: &Path) -> Result<Option<PrivateKey>, AuthError> {
         match russh::keys::load_secret_key(path, None) {
             Ok(key) => return Ok(Some(key)),
             Err(russh::keys::Error::KeyIsEncrypted) => {}
@@ -581,10 +623,8 @@ impl<'a> Authenticator<'a> {
             }
         }
         for _ in 0..3 {
-            let passphrase = match self.prompter.ask(
-                &format!("Enter passphrase for key '{}': ", path.display()),
-                false,
-            ) {
+            let prompt = format!("Enter passphrase for key '{}': ", path.display());
+            let passphrase = match self.ask(prompt, false).await {
                 Ok(p) => p,
                 Err(e) => {
                     self.attempts.push(Attempt {
@@ -604,6 +644,14 @@ impl<'a> Authenticator<'a> {
             outcome: "wrong passphrase".into(),
         });
         Ok(None)
+    }
+
+    /// One question for the prompter, off the async worker threads (a terminal read blocks).
+    async fn ask(&self, prompt: String, echo: bool) -> std::io::Result<String> {
+        let prompter = self.prompter.clone();
+        tokio::task::spawn_blocking(move || prompter.ask(&prompt, echo))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
     }
 
     async fn keyboard_interactive(&mut self) -> Result<Step, AuthError> {
@@ -657,14 +705,10 @@ impl<'a> Authenticator<'a> {
                             self.prompter.instructions(text.trim_end());
                         }
                     }
+                    // An empty round (no prompts) is answered with no responses, or the server waits.
                     let mut answers = Vec::with_capacity(prompts.len());
                     for prompt in &prompts {
-                        let prompter = self.prompter.clone();
-                        let (text, echo) = (prompt.prompt.clone(), prompt.echo);
-                        let answer = tokio::task::spawn_blocking(move || prompter.ask(&text, echo))
-                            .await
-                            .map_err(|e| std::io::Error::other(e.to_string()));
-                        match answer.and_then(|a| a) {
+                        match self.ask(prompt.prompt.clone(), prompt.echo).await {
                             Ok(answer) => answers.push(answer),
                             Err(e) => {
                                 self.attempts.push(Attempt {
@@ -698,12 +742,10 @@ impl<'a> Authenticator<'a> {
         if !self.allows(MethodKind::Password) {
             return Ok(Step::Continue);
         }
-        let prompter = self.prompter.clone();
         let prompt = format!("{}@{}'s password: ", self.plan.user, self.host);
-        let password = match tokio::task::spawn_blocking(move || prompter.ask(&prompt, false)).await
-        {
-            Ok(Ok(password)) => password,
-            _ => {
+        let password = match self.ask(prompt, false).await {
+            Ok(password) => password,
+            Err(_) => {
                 self.attempts.push(Attempt {
                     method: "password".into(),
                     outcome: "no terminal to ask on".into(),
