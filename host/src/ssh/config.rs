@@ -23,6 +23,10 @@ pub enum SshConfigError {
     },
     #[error("invalid ProxyJump entry {entry:?}: write [user@]host[:port]")]
     BadJump { entry: String },
+    #[error(
+        "the ProxyJump chain in front of {host} is longer than {MAX_JUMPS} hops; does ssh_config make the hosts jump through each other?"
+    )]
+    JumpLoop { host: String },
 }
 
 /// The settings slurmkit uses from ssh_config, for one host. `None`/empty: not configured.
@@ -57,37 +61,43 @@ pub fn resolve(
     let Some(path) = path.filter(|p| p.exists()) else {
         return Ok(HostConfig::default());
     };
-    match ssh_g(host, &path) {
+    let local_user = local_user();
+    match ssh_g(host, &path, &local_user) {
         Some(config) => Ok(config),
         None => {
             let text = std::fs::read_to_string(&path).map_err(|source| SshConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
-            let local_user = std::env::var("USER").unwrap_or_default();
-            Ok(settings_from_map(
-                &parse(
-                    &text,
-                    host,
-                    &local_user,
-                    path.parent().unwrap_or(Path::new(".")),
-                ),
-                host,
-            ))
+            // OpenSSH resolves a relative Include in a user config against ~/.ssh, whatever file
+            // holds it.
+            let include_dir = user_home()
+                .map(|h| h.join(".ssh"))
+                .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
+            let map = parse(&text, host, &local_user, &include_dir);
+            Ok(settings_from_map(&map, None, host, &local_user))
         }
     }
 }
 
-/// `ssh -G` for `host` with `config`, minus what OpenSSH would use with no config at all.
-/// `None` when `ssh` is missing or rejects the file.
-fn ssh_g(host: &str, config: &Path) -> Option<HostConfig> {
+/// The local user name, as `%u` expands it.
+fn local_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+        .unwrap_or_default()
+}
+
+/// `ssh -G` for `host` with `config`; `None` when `ssh` is missing or rejects the file.
+fn ssh_g(host: &str, config: &Path, local_user: &str) -> Option<HostConfig> {
     let configured = ssh_g_map(host, config)?;
     let defaults = ssh_g_map(host, Path::new("/dev/null"))?;
-    let explicit: BTreeMap<String, Vec<String>> = configured
-        .into_iter()
-        .filter(|(k, v)| defaults.get(k) != Some(v))
-        .collect();
-    Some(settings_from_map(&explicit, host))
+    Some(settings_from_map(
+        &configured,
+        Some(&defaults),
+        host,
+        local_user,
+    ))
 }
 
 /// Raw `ssh -G` output as key → values (multi-valued keys keep every line).
@@ -98,6 +108,7 @@ pub fn ssh_g_map(host: &str, config: &Path) -> Option<BTreeMap<String, Vec<Strin
         .arg(config)
         .arg("--")
         .arg(host)
+        .stdin(std::process::Stdio::null())
         .output()
         .ok()?;
     if !output.status.success() {
@@ -119,28 +130,67 @@ pub fn ssh_g_map(host: &str, config: &Path) -> Option<BTreeMap<String, Vec<Strin
     Some(map)
 }
 
-fn settings_from_map(map: &BTreeMap<String, Vec<String>>, host: &str) -> HostConfig {
-    let one = |key: &str| map.get(key).and_then(|v| v.first()).cloned();
+/// The settings slurmkit uses, from a map shaped like `ssh -G` output. With `defaults` (what
+/// `ssh -G -F /dev/null` prints), only values that differ from OpenSSH's own defaults count as
+/// configured. IdentityFile and CertificateFile are printed unexpanded, so their `~`, `%` tokens and
+/// `${VAR}`s are expanded here, for both sources alike.
+fn settings_from_map(
+    map: &BTreeMap<String, Vec<String>>,
+    defaults: Option<&BTreeMap<String, Vec<String>>>,
+    host: &str,
+    local_user: &str,
+) -> HostConfig {
+    let all = |key: &str| map.get(key).cloned().unwrap_or_default();
+    let configured = |key: &str| -> Option<Vec<String>> {
+        let values = map.get(key)?;
+        match defaults {
+            Some(defaults) if defaults.get(key) == Some(values) => None,
+            _ => Some(values.clone()),
+        }
+    };
+    let one = |key: &str| configured(key).and_then(|v| v.into_iter().next());
     let yes = |key: &str| one(key).map(|v| v.eq_ignore_ascii_case("yes"));
     let number = |key: &str| one(key).and_then(|v| v.parse::<u64>().ok());
-    let paths = |key: &str| -> Vec<PathBuf> {
-        map.get(key)
+    let tokens = Tokens {
+        host: host.to_string(),
+        hostname: all("hostname")
             .into_iter()
-            .flatten()
-            .flat_map(|v| v.split_whitespace())
-            .filter(|v| *v != "none")
-            .map(expand_home)
+            .next()
+            .unwrap_or_else(|| host.to_ascii_lowercase()),
+        port: all("port")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "22".into()),
+        remote_user: all("user")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| local_user.to_string()),
+        local_user: local_user.to_string(),
+        host_key_alias: all("hostkeyalias").into_iter().next(),
+    };
+    let files = |key: &str| -> Vec<PathBuf> {
+        configured(key)
+            .unwrap_or_default()
+            .iter()
+            .filter(|v| v.as_str() != "none")
+            .map(|v| PathBuf::from(tokens.expand(v)))
             .collect()
     };
     HostConfig {
-        hostname: one("hostname").filter(|h| h != host),
+        hostname: one("hostname").filter(|h| !h.eq_ignore_ascii_case(host)),
         user: one("user"),
         port: one("port").and_then(|p| p.parse().ok()),
-        identity_files: paths("identityfile"),
-        certificate_files: paths("certificatefile"),
+        identity_files: files("identityfile"),
+        certificate_files: files("certificatefile"),
         identities_only: yes("identitiesonly"),
         proxy_jump: one("proxyjump").filter(|j| j != "none"),
-        user_known_hosts: paths("userknownhostsfile"),
+        user_known_hosts: configured("userknownhostsfile")
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|v| v.split_whitespace())
+            .filter(|v| *v != "none")
+            .map(expand_home)
+            .collect(),
         host_key_policy: one("stricthostkeychecking").and_then(|v| match v.as_str() {
             "yes" | "true" => Some(HostKeyPolicy::Reject),
             "accept-new" => Some(HostKeyPolicy::Auto),
@@ -155,122 +205,238 @@ fn settings_from_map(map: &BTreeMap<String, Vec<String>>, host: &str) -> HostCon
 }
 
 fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), dirs::home_dir()) {
+    match (path.strip_prefix("~/"), user_home()) {
         (Some(rest), Some(home)) => home.join(rest),
         _ => PathBuf::from(path),
     }
 }
 
-/// Keys whose values accumulate instead of first-wins.
-const ACCUMULATE: [&str; 3] = ["identityfile", "certificatefile", "userknownhostsfile"];
+/// What ssh_config(5)'s `%` tokens stand for, for one host.
+struct Tokens {
+    /// The host as given (`%n`).
+    host: String,
+    /// The final HostName (`%h`).
+    hostname: String,
+    port: String,
+    remote_user: String,
+    local_user: String,
+    host_key_alias: Option<String>,
+}
 
-/// Evaluate an ssh_config text for `host` the way OpenSSH does (without `Match`): key → values, keys
-/// lowercased, values in the form `ssh -G` prints them for the keys slurmkit uses.
+impl Tokens {
+    /// Expand a leading `~/`, `%` tokens and `${VAR}` environment references in a file name.
+    /// `%C` (a hash of the connection) is left as is.
+    fn expand(&self, value: &str) -> String {
+        let home = user_home()
+            .map(|h| h.display().to_string())
+            .unwrap_or_default();
+        let mut out = String::new();
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '%' => match chars.next() {
+                    Some('h') => out.push_str(&self.hostname),
+                    Some('n') => out.push_str(&self.host),
+                    Some('p') => out.push_str(&self.port),
+                    Some('r') => out.push_str(&self.remote_user),
+                    Some('u') => out.push_str(&self.local_user),
+                    Some('d') => out.push_str(&home),
+                    Some('i') => out.push_str(&uid().unwrap_or_default()),
+                    Some('k') => out.push_str(self.host_key_alias.as_deref().unwrap_or(&self.host)),
+                    Some('l') => out.push_str(&local_hostname()),
+                    Some('L') => {
+                        out.push_str(local_hostname().split('.').next().unwrap_or_default())
+                    }
+                    Some('%') => out.push('%'),
+                    Some(other) => {
+                        out.push('%');
+                        out.push(other);
+                    }
+                    None => out.push('%'),
+                },
+                '$' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    out.push_str(&std::env::var(&name).unwrap_or_default());
+                }
+                c => out.push(c),
+            }
+        }
+        match out.strip_prefix("~/") {
+            Some(rest) => format!("{home}/{rest}"),
+            None => out,
+        }
+    }
+}
+
+/// The home directory `~` and `%d` stand for in ssh_config: the user's passwd entry, as OpenSSH
+/// reads it (not `$HOME`), so values agree with `ssh -G`.
+fn user_home() -> Option<PathBuf> {
+    let uid = uid()?;
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() > 5 && fields[2] == uid).then(|| PathBuf::from(fields[5]))
+            })
+        })
+        .or_else(dirs::home_dir)
+}
+
+fn uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .ok()
+        .map(|m| m.uid().to_string())
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Keywords whose every occurrence adds a value (deduplicated) instead of the first one winning.
+const ACCUMULATE: [&str; 2] = ["identityfile", "certificatefile"];
+
+/// Evaluate an ssh_config text for `host` the way OpenSSH does, without `Match`: key → values, keys
+/// lowercased, values exactly as `ssh -G -F <file> <host>` prints them for the keys slurmkit uses
+/// (IdentityFile and CertificateFile unexpanded, HostName and UserKnownHostsFile expanded, HostName
+/// and HostKeyAlias lowercased, yes/no and times normalized). Only configured keys appear, plus
+/// `hostname`. Relative `Include`s are resolved against `include_dir` (OpenSSH: `~/.ssh`).
 pub fn parse(
     text: &str,
     host: &str,
     local_user: &str,
-    config_dir: &Path,
+    include_dir: &Path,
 ) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    apply(text, host, config_dir, &mut map, 0);
-    // Tokens refer to the final values, so expand after every line is read.
+    apply(text, host, include_dir, &mut map, 0);
+    // HostName takes only %h (the host as given); OpenSSH lowercases the result.
     let hostname = map
         .get("hostname")
         .and_then(|v| v.first())
-        .cloned()
-        .unwrap_or_else(|| host.to_string());
-    let hostname = hostname.replace("%h", host).replace("%%", "%");
+        .map(|h| expand_percent(h, &[('h', host)]))
+        .unwrap_or_else(|| host.to_string())
+        .to_ascii_lowercase();
     map.insert("hostname".into(), vec![hostname.clone()]);
-    let port = map
-        .get("port")
-        .and_then(|v| v.first())
-        .cloned()
-        .unwrap_or_else(|| "22".into());
-    let user = map
-        .get("user")
-        .and_then(|v| v.first())
-        .cloned()
-        .unwrap_or_else(|| local_user.to_string());
-    let home = dirs::home_dir()
-        .map(|h| h.display().to_string())
-        .unwrap_or_default();
-    let expand = |value: &str| {
-        let mut out = String::new();
-        let mut chars = value.chars();
-        while let Some(c) = chars.next() {
-            if c != '%' {
-                out.push(c);
-                continue;
-            }
-            match chars.next() {
-                Some('h') => out.push_str(&hostname),
-                Some('n') => out.push_str(host),
-                Some('p') => out.push_str(&port),
-                Some('r') => out.push_str(&user),
-                Some('u') => out.push_str(local_user),
-                Some('d') => out.push_str(&home),
-                Some('%') => out.push('%'),
-                Some(other) => {
-                    out.push('%');
-                    out.push(other);
-                }
-                None => out.push('%'),
-            }
-        }
-        if let Some(rest) = out.strip_prefix("~/") {
-            format!("{home}/{rest}")
-        } else {
-            out
-        }
+    if let Some(alias) = map.get_mut("hostkeyalias") {
+        alias[0] = alias[0].to_ascii_lowercase();
+    }
+    if map
+        .get("proxyjump")
+        .is_some_and(|j| j[0].eq_ignore_ascii_case("none"))
+    {
+        map.remove("proxyjump");
+    }
+    let tokens = Tokens {
+        host: host.to_string(),
+        hostname,
+        port: map
+            .get("port")
+            .map(|p| p[0].clone())
+            .unwrap_or_else(|| "22".into()),
+        remote_user: map
+            .get("user")
+            .map(|u| u[0].clone())
+            .unwrap_or_else(|| local_user.to_string()),
+        local_user: local_user.to_string(),
+        host_key_alias: map.get("hostkeyalias").map(|a| a[0].clone()),
     };
-    for key in [
-        "identityfile",
-        "certificatefile",
-        "userknownhostsfile",
-        "hostkeyalias",
-        "proxyjump",
-    ] {
-        if let Some(values) = map.get_mut(key) {
-            for value in values.iter_mut() {
-                *value = value
-                    .split_whitespace()
-                    .map(&expand)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-            }
-        }
+    if let Some(files) = map.get_mut("userknownhostsfile")
+        && (files.len() != 1 || files[0] != "none")
+    {
+        *files = vec![
+            files
+                .iter()
+                .map(|f| tokens.expand(f))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ];
     }
     for (key, values) in map.iter_mut() {
-        if matches!(
-            key.as_str(),
-            "stricthostkeychecking" | "identitiesonly" | "hashknownhosts"
-        ) {
-            for value in values.iter_mut() {
+        let value = &mut values[0];
+        match key.as_str() {
+            "stricthostkeychecking" => {
+                *value = match value.to_ascii_lowercase().as_str() {
+                    "yes" | "true" => "true".into(),
+                    "no" | "false" | "off" => "false".into(),
+                    other => other.to_string(),
+                }
+            }
+            "identitiesonly" | "hashknownhosts" => {
                 *value = match value.to_ascii_lowercase().as_str() {
                     "yes" | "true" => "yes".into(),
-                    "no" | "false" => {
-                        if key == "stricthostkeychecking" {
-                            "false".into()
-                        } else {
-                            "no".into()
-                        }
-                    }
-                    "off" => "false".into(),
-                    "accept-new" => "accept-new".into(),
-                    "ask" => "ask".into(),
+                    "no" | "false" => "no".into(),
                     other => other.to_string(),
-                };
+                }
             }
+            "serveraliveinterval" | "connecttimeout" => {
+                if let Some(seconds) = seconds(value) {
+                    *value = seconds.to_string();
+                }
+            }
+            _ => {}
         }
     }
     map
 }
 
+/// OpenSSH's time format: `90`, `1m30s`, `2h`, `1w` (units s, m, h, d, w, either case).
+fn seconds(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        total += number.parse::<u64>().ok()? * unit;
+        number.clear();
+    }
+    if !number.is_empty() {
+        total += number.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Replace `%c` for each `(c, value)` and `%%` with `%`; other tokens stay.
+fn expand_percent(text: &str, tokens: &[(char, &str)]) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some(t) => match tokens.iter().find(|(k, _)| *k == t) {
+                Some((_, value)) => out.push_str(value),
+                None => {
+                    out.push('%');
+                    out.push(t);
+                }
+            },
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
 fn apply(
     text: &str,
     host: &str,
-    config_dir: &Path,
+    include_dir: &Path,
     map: &mut BTreeMap<String, Vec<String>>,
     depth: usize,
 ) {
@@ -297,24 +463,30 @@ fn apply(
                     let path = if path.is_absolute() {
                         path
                     } else {
-                        config_dir.join(path)
+                        include_dir.join(path)
                     };
                     for file in glob_files(&path) {
                         if let Ok(included) = std::fs::read_to_string(&file) {
-                            apply(&included, host, config_dir, map, depth + 1);
+                            apply(&included, host, include_dir, map, depth + 1);
                         }
                     }
                 }
             }
             _ if active && !args.is_empty() => {
-                let value = args.join(" ");
                 if ACCUMULATE.contains(&key.as_str()) {
                     let values = map.entry(key).or_default();
-                    if !values.contains(&value) {
-                        values.push(value);
+                    if !values.contains(&args[0]) {
+                        values.push(args[0].clone());
                     }
+                } else if key == "proxyjump" {
+                    // OpenSSH takes the rest of the line as it is.
+                    map.entry(key)
+                        .or_insert_with(|| vec![rest.trim().to_string()]);
+                } else if key == "userknownhostsfile" {
+                    // One occurrence, several files: kept as a list until expanded.
+                    map.entry(key).or_insert(args);
                 } else {
-                    map.entry(key).or_insert_with(|| vec![value]);
+                    map.entry(key).or_insert_with(|| vec![args.join(" ")]);
                 }
             }
             _ => {}
@@ -333,38 +505,66 @@ fn split_keyword(line: &str) -> (&str, &str) {
     (key, rest)
 }
 
-/// Arguments, honouring double quotes.
+/// Arguments as OpenSSH's `argv_split` makes them: blanks separate, `"` and `'` quote, `\` escapes,
+/// and an unquoted `#` at the start of an argument ends the line.
 fn split_args(rest: &str) -> Vec<String> {
     let mut args = Vec::new();
     let mut current = String::new();
-    let mut quoted = false;
-    for c in rest.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !current.is_empty() {
-                    args.push(std::mem::take(&mut current));
+    let mut started = false;
+    let mut quote: Option<char> = None;
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            // Only quotes, backslashes and (unquoted) blanks can be escaped; any other `\` is literal.
+            ('\\', _) => {
+                started = true;
+                match chars.clone().next() {
+                    Some(next)
+                        if next == '"'
+                            || next == '\''
+                            || next == '\\'
+                            || (quote.is_none() && next == ' ') =>
+                    {
+                        current.push(next);
+                        chars.next();
+                    }
+                    _ => current.push('\\'),
                 }
             }
-            c => current.push(c),
+            (q, None) if q == '"' || q == '\'' => {
+                quote = Some(q);
+                started = true;
+            }
+            (q, Some(open)) if q == open => quote = None,
+            ('#', None) if !started => break,
+            (c, None) if c.is_whitespace() => {
+                if started {
+                    args.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            (c, _) => {
+                current.push(c);
+                started = true;
+            }
         }
     }
-    if !current.is_empty() {
+    if started {
         args.push(current);
     }
     args
 }
 
+/// A `Host` line's patterns against the host as given: case-sensitive, as OpenSSH's `match_pattern`
+/// (only the final HostName is lowercased); a negated match excludes the host outright.
 fn host_matches(host: &str, patterns: &[String]) -> bool {
-    let host = host.to_ascii_lowercase();
     let mut matched = false;
     for pattern in patterns {
-        let pattern = pattern.to_ascii_lowercase();
         if let Some(negated) = pattern.strip_prefix('!') {
-            if glob(negated, &host) {
+            if glob(negated, host) {
                 return false;
             }
-        } else if glob(&pattern, &host) {
+        } else if glob(pattern, host) {
             matched = true;
         }
     }
@@ -409,16 +609,40 @@ fn glob_files(path: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The hops of a ProxyJump spec (`[user@]host[:port][,...]`), each resolved through ssh_config, with
-/// its own host-key check (same files and policy as the target) and its own authentication.
+/// The hops of a ProxyJump spec (`[user@]host[:port][,...]`), each resolved through ssh_config with
+/// its own authentication and its own host-key check under its own name.
+///
+/// As with OpenSSH, where each hop is a nested `ssh -W`, the first hop's own ProxyJump (from
+/// ssh_config) puts more hops in front of it, recursively. A hop whose ssh_config names
+/// UserKnownHostsFile, StrictHostKeyChecking or HashKnownHosts uses them; otherwise it checks its key
+/// like the target does.
 pub fn jump_hops(
     spec: &str,
     target: &Hop,
     ssh_config: Option<&str>,
     base: &Path,
 ) -> Result<Vec<Hop>, SshConfigError> {
+    jump_hops_nested(spec, target, ssh_config, base, 0)
+}
+
+/// OpenSSH has no limit, but a ProxyJump cycle in ssh_config would never end.
+const MAX_JUMPS: usize = 16;
+
+fn jump_hops_nested(
+    spec: &str,
+    target: &Hop,
+    ssh_config: Option<&str>,
+    base: &Path,
+    depth: usize,
+) -> Result<Vec<Hop>, SshConfigError> {
     let mut hops = Vec::new();
-    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+    let mut first_jump = None;
+    for (index, entry) in spec
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
         let entry = entry.strip_prefix("ssh://").unwrap_or(entry);
         let bad = || SshConfigError::BadJump {
             entry: entry.to_string(),
@@ -447,6 +671,9 @@ pub fn jump_hops(
             return Err(bad());
         }
         let config = resolve(&host, ssh_config, base)?;
+        if index == 0 {
+            first_jump = config.proxy_jump.clone();
+        }
         let identities = if config.identity_files.is_empty() {
             target.auth.identities.clone()
         } else {
@@ -457,16 +684,23 @@ pub fn jump_hops(
                 .map(|p| Identity::new(p.clone(), &config.certificate_files, true))
                 .collect()
         };
+        let (known_hosts, record_to) = if config.user_known_hosts.is_empty() {
+            (target.known_hosts.clone(), target.record_to.clone())
+        } else {
+            let mut files = config.user_known_hosts.clone();
+            files.extend(crate::cluster::default_known_hosts(None));
+            (files, config.user_known_hosts[0].clone())
+        };
         let address = config.hostname.clone().unwrap_or_else(|| host.clone());
         hops.push(Hop {
             address,
             port: port.or(config.port).unwrap_or(22),
             display_name: host.clone(),
             host_key_alias: config.host_key_alias.clone(),
-            known_hosts: target.known_hosts.clone(),
-            record_to: target.record_to.clone(),
-            hash_known_hosts: target.hash_known_hosts,
-            policy: target.policy,
+            known_hosts,
+            record_to,
+            hash_known_hosts: config.hash_known_hosts || target.hash_known_hosts,
+            policy: config.host_key_policy.unwrap_or(target.policy),
             auth: AuthPlan {
                 user: user
                     .or(config.user)
@@ -478,6 +712,16 @@ pub fn jump_hops(
                 agent_socket: target.auth.agent_socket.clone(),
             },
         });
+    }
+    if let (Some(spec), Some(first)) = (first_jump.filter(|j| j != "none"), hops.first()) {
+        if depth >= MAX_JUMPS {
+            return Err(SshConfigError::JumpLoop {
+                host: first.display_name.clone(),
+            });
+        }
+        let mut chain = jump_hops_nested(&spec, first, ssh_config, base, depth + 1)?;
+        chain.append(&mut hops);
+        hops = chain;
     }
     Ok(hops)
 }
@@ -508,11 +752,49 @@ mod tests {
     }
 
     #[test]
-    fn tokens_expand() {
-        let text = "Host x\n  HostName %h.example.org\n  IdentityFile /keys/%r@%h-%p\n  User u\n  Port 2200\n";
+    fn tokens_expand_in_identity_files_like_the_client_does() {
+        let text = "Host x\n  HostName %h.Example.org\n  IdentityFile /keys/%r@%h-%p\n  User u\n  Port 2200\n";
         let map = eval(text, "x");
+        // As `ssh -G` prints them: HostName expanded and lowercased, IdentityFile as written.
         assert_eq!(map["hostname"], vec!["x.example.org"]);
-        assert_eq!(map["identityfile"], vec!["/keys/u@x.example.org-2200"]);
+        assert_eq!(map["identityfile"], vec!["/keys/%r@%h-%p"]);
+        let config = settings_from_map(&map, None, "x", "me");
+        assert_eq!(
+            config.identity_files,
+            vec![PathBuf::from("/keys/u@x.example.org-2200")]
+        );
+    }
+
+    #[test]
+    fn known_hosts_files_are_one_setting_and_not_accumulated() {
+        let text = "Host x\n  UserKnownHostsFile /a /b\nHost *\n  UserKnownHostsFile /c\n  ProxyJump none\n  ServerAliveInterval 1m30s\n  StrictHostKeyChecking no\n";
+        let map = eval(text, "x");
+        assert_eq!(map["userknownhostsfile"], vec!["/a /b"]);
+        assert!(!map.contains_key("proxyjump"));
+        assert_eq!(map["serveraliveinterval"], vec!["90"]);
+        assert_eq!(map["stricthostkeychecking"], vec!["false"]);
+        let config = settings_from_map(&map, None, "x", "me");
+        assert_eq!(
+            config.user_known_hosts,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(config.host_key_policy, Some(HostKeyPolicy::Warn));
+    }
+
+    #[test]
+    fn arguments_split_as_openssh_does() {
+        assert_eq!(split_args("a \"b c\" 'd e'"), vec!["a", "b c", "d e"]);
+        assert_eq!(split_args("2222 # a comment"), vec!["2222"]);
+        assert_eq!(split_args("a#b"), vec!["a#b"]);
+        assert_eq!(split_args("C:\\dir x\\ y"), vec!["C:\\dir", "x y"]);
+    }
+
+    #[test]
+    fn times_convert_to_seconds() {
+        assert_eq!(seconds("30"), Some(30));
+        assert_eq!(seconds("1m30s"), Some(90));
+        assert_eq!(seconds("2H"), Some(7200));
+        assert_eq!(seconds("soon"), None);
     }
 
     #[test]
