@@ -9,14 +9,15 @@ use serde::Serialize;
 use super::args::GlobalArgs;
 use super::plan;
 use super::terminal::TerminalPrompter;
-use crate::cluster::{Backend, Connection};
+use crate::cluster::{Backend, ClusterError, Connection};
 use crate::config::Slurmfile;
 use crate::diagnostics::{self, exit};
 use crate::exec::Exec;
 use crate::slurm::quote::ShellCommand;
-use crate::ssh::auth::{self, human_duration};
+use crate::ssh::auth::{AuthError, human_duration};
 use crate::ssh::known_hosts::unix_now;
 use crate::ssh::policy::Acceptance;
+use crate::ssh::{HostKeyPolicy, SshError};
 
 #[derive(Debug, Serialize)]
 struct Step {
@@ -132,10 +133,10 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
     report.ok(
         "config",
         format!(
-            "{} via {}; host_key_policy {:?}; known_hosts {}",
+            "{} via {}; host_key_policy {}; known_hosts {}",
             target.key,
             route.join(" -> "),
-            hop.policy,
+            policy_name(hop.policy),
             hop.known_hosts
                 .first()
                 .map(|p| p.display().to_string())
@@ -188,27 +189,35 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
     }
 
     // Certificates, before any server sees them.
-    for identity in &hop.auth.identities {
-        for cert_path in &identity.certificates {
-            match russh::keys::load_openssh_certificate(cert_path) {
-                Ok(cert) if unix_now() >= cert.valid_before() => {
-                    let error = anyhow::Error::new(auth::AuthError::CertificateExpired {
-                        path: cert_path.clone(),
-                        expired_at: cert.valid_before(),
-                    });
-                    report.fail_with("certificate", &error);
+    let mut certificates: Vec<&std::path::PathBuf> = Vec::new();
+    for hop in jumps.iter().chain(std::iter::once(hop.as_ref())) {
+        for identity in &hop.auth.identities {
+            for cert_path in &identity.certificates {
+                if !certificates.contains(&cert_path) {
+                    certificates.push(cert_path);
                 }
-                Ok(cert) => report.ok(
-                    "certificate",
-                    format!(
-                        "{} valid for {} more (principals: {})",
-                        cert_path.display(),
-                        human_duration(cert.valid_before() - unix_now()),
-                        cert.valid_principals().join(", ")
-                    ),
-                ),
-                Err(e) => report.fail("certificate", format!("{}: {e}", cert_path.display()), None),
             }
+        }
+    }
+    for cert_path in certificates {
+        match russh::keys::load_openssh_certificate(cert_path) {
+            Ok(cert) if unix_now() >= cert.valid_before() => {
+                let error = anyhow::Error::new(AuthError::CertificateExpired {
+                    path: cert_path.clone(),
+                    expired_at: cert.valid_before(),
+                });
+                report.fail_with("certificate", &error);
+            }
+            Ok(cert) => report.ok(
+                "certificate",
+                format!(
+                    "{} valid for {} more (principals: {})",
+                    cert_path.display(),
+                    human_duration(cert.valid_before() - unix_now()),
+                    cert.valid_principals().join(", ")
+                ),
+            ),
+            Err(e) => report.fail("certificate", format!("{}: {e}", cert_path.display()), None),
         }
     }
     if report.failed() {
@@ -217,7 +226,18 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
 
     let conn = match Connection::open(&target, Arc::new(TerminalPrompter)).await {
         Ok(conn) => conn,
-        Err(e) => return report.fail_with("ssh", &anyhow::Error::new(e)),
+        Err(e) => {
+            let step = match &e {
+                ClusterError::Ssh(SshError::HostKey(_)) => "host key",
+                ClusterError::Ssh(SshError::Auth(AuthError::CertificateExpired { .. })) => {
+                    "certificate"
+                }
+                ClusterError::Ssh(SshError::Auth(_)) => "auth",
+                ClusterError::Ssh(SshError::Jump { .. }) => "jump",
+                _ => "ssh",
+            };
+            return report.fail_with(step, &anyhow::Error::new(e));
+        }
     };
     if let Connection::Ssh(session) = &conn {
         for hop_report in &session.reports {
@@ -236,6 +256,14 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
         }
     }
     remote_checks(&target, conn, report).await;
+}
+
+fn policy_name(policy: HostKeyPolicy) -> &'static str {
+    match policy {
+        HostKeyPolicy::Reject => "reject",
+        HostKeyPolicy::Warn => "warn",
+        HostKeyPolicy::Auto => "auto",
+    }
 }
 
 async fn remote_checks(target: &crate::cluster::Target, conn: Connection, report: &mut Report) {
