@@ -588,6 +588,15 @@ fn bad_host_certificates_are_refused() {
             "it names no principals",
         ),
         (
+            "critical options",
+            SshdBuilder::new().host_certificate(
+                &c.host_ca,
+                &CertSpec::host("h", &["127.0.0.1"]).options(&["force-command=/bin/true"]),
+            ),
+            host_ca_line(),
+            "it carries critical options a host certificate may not have: [\"force-command\"]",
+        ),
+        (
             "user certificate as host certificate",
             SshdBuilder::new().host_certificate(&c.host_ca, &CertSpec::user("h", &["127.0.0.1"])),
             host_ca_line(),
@@ -896,6 +905,17 @@ fn a_chain_of_two_jump_hosts_from_ssh_config_aliases() {
         c.port,
         u = c.user
     ));
+    // Each hop's key was checked under its own name, and each hop authenticated on its own.
+    for (hop, line) in [("j1", 2), ("j2", 3), ("sk-login", 1)] {
+        run.stdout_contains(&format!(
+            "host key       {hop}: known ({}:{line})",
+            known.display()
+        ))
+        .stdout_contains(&format!(
+            "auth           {hop}: key {}: accepted",
+            c.key.display()
+        ));
+    }
     // The second jump host saw a login, and forwarded a connection to the login host.
     let log = second.log();
     assert!(log.contains("Accepted publickey for"), "{log}");
@@ -1221,6 +1241,45 @@ mod prompts {
         }
     }
 
+    /// Every log event (slurmkit's and russh's, down to trace) on this thread while the guard lives.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Logs {
+        fn capture(&self) -> impl Drop {
+            use tracing_subscriber::util::SubscriberInitExt;
+            tracing_subscriber::fmt()
+                .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+                .with_ansi(false)
+                .with_writer(self.clone())
+                .finish()
+                .set_default()
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+        type Writer = Logs;
+
+        fn make_writer(&'a self) -> Logs {
+            self.clone()
+        }
+    }
+
     /// What the server expects, round by round; it records every round's answers.
     #[derive(Clone)]
     struct Server {
@@ -1383,8 +1442,11 @@ mod prompts {
             .collect()
     }
 
+    /// The test runtime is single-threaded: the client's session task logs into the capture too.
     #[tokio::test]
     async fn keyboard_interactive_runs_every_round_with_the_servers_text_and_echo_flags() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
         let dir = tempfile::tempdir().unwrap();
         let (handler, answers) = server(false);
         let port = serve(dir.path(), &[MethodKind::KeyboardInteractive], handler).await;
@@ -1428,6 +1490,11 @@ mod prompts {
             ]
         );
         session.close().await;
+        let logs = logs.text();
+        assert!(logs.contains("userauth"), "nothing was captured: {logs}");
+        for secret in ["hunter2", "123456"] {
+            assert!(!logs.contains(secret), "{secret} was logged:\n{logs}");
+        }
     }
 
     #[tokio::test]
@@ -1474,6 +1541,8 @@ mod prompts {
 
     #[tokio::test]
     async fn a_password_is_asked_for_without_echo() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
         let dir = tempfile::tempdir().unwrap();
         let (handler, answers) = server(false);
         let port = serve(dir.path(), &[MethodKind::Password], handler).await;
@@ -1496,6 +1565,12 @@ mod prompts {
             vec![vec!["skuser".to_string(), "correct horse".to_string()]]
         );
         session.close().await;
+        let logs = logs.text();
+        assert!(logs.contains("userauth"), "nothing was captured: {logs}");
+        assert!(
+            !logs.contains("correct horse"),
+            "the password was logged:\n{logs}"
+        );
     }
 
     #[tokio::test]

@@ -111,6 +111,10 @@ impl<'a> CertSpec<'a> {
     pub fn validity(self, validity: &'a str) -> Self {
         CertSpec { validity, ..self }
     }
+
+    pub fn options(self, options: &'a [&'a str]) -> Self {
+        CertSpec { options, ..self }
+    }
 }
 
 /// Sign `<key>.pub` with the CA private key `ca`; returns `<key>-cert.pub` (OpenSSH's implicit
@@ -167,6 +171,7 @@ struct CertSpecOwned {
     principals: Vec<String>,
     validity: String,
     host: bool,
+    options: Vec<String>,
 }
 
 impl Default for SshdBuilder {
@@ -206,6 +211,7 @@ impl SshdBuilder {
                 principals: spec.principals.iter().map(|p| p.to_string()).collect(),
                 validity: spec.validity.into(),
                 host: spec.host,
+                options: spec.options.iter().map(|o| o.to_string()).collect(),
             },
         ));
         self
@@ -239,6 +245,7 @@ impl SshdBuilder {
             .collect();
         let host_cert = self.host_certificate.as_ref().map(|(ca, spec)| {
             let principals: Vec<&str> = spec.principals.iter().map(String::as_str).collect();
+            let options: Vec<&str> = spec.options.iter().map(String::as_str).collect();
             sign(
                 ca,
                 &host_key,
@@ -247,7 +254,7 @@ impl SshdBuilder {
                     principals: &principals,
                     validity: &spec.validity,
                     host: spec.host,
-                    options: &[],
+                    options: &options,
                 },
             )
         });
