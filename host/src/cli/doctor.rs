@@ -53,9 +53,10 @@ impl Report {
     }
 
     fn fail_with(&mut self, step: &str, error: &anyhow::Error) {
+        // The hints come last, each possibly over several lines; they belong in `fix`, not here.
         let detail = diagnostics::render(error)
             .lines()
-            .filter(|l| !l.starts_with("hint: "))
+            .take_while(|l| !l.starts_with("hint: "))
             .collect::<Vec<_>>()
             .join("\n");
         let fix = diagnostics::hints(error).first().cloned();
