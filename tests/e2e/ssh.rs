@@ -388,6 +388,57 @@ fn auto_records_a_hashed_line_when_hash_known_hosts_is_set() {
 }
 
 #[test]
+fn the_users_own_ssh_config_and_known_hosts_files_are_read_by_default() {
+    let c = cluster();
+    let project = Project::new();
+    let ssh_dir = project.home().join(".ssh");
+    std::fs::write(
+        ssh_dir.join("config"),
+        format!(
+            "Host sk-login\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  StrictHostKeyChecking yes\n",
+            c.port,
+            c.user,
+            c.key.display()
+        ),
+    )
+    .unwrap();
+    // No known_hosts in the Slurmfile: ~/.ssh/known_hosts2 is one of the files read.
+    std::fs::write(ssh_dir.join("known_hosts2"), format!("{}\n", login_line())).unwrap();
+    project.slurmfile("[cluster]\nhostname = \"sk-login\"\n");
+    connects(&project);
+    // Under auto, a new key goes into ~/.ssh/known_hosts (the first user file).
+    std::fs::remove_file(ssh_dir.join("known_hosts2")).unwrap();
+    project
+        .run(&["status", "--host-key-policy", "auto"])
+        .ok()
+        .stderr_contains(&format!("in {}", ssh_dir.join("known_hosts").display()));
+    assert_eq!(
+        read(&ssh_dir.join("known_hosts")),
+        format!("{}\n", login_line())
+    );
+}
+
+#[test]
+fn warn_connects_to_an_unknown_host_and_says_so_without_recording_it() {
+    let c = cluster();
+    let project = Project::new();
+    let known = project.write("known_hosts", "");
+    project.slurmfile(&cluster_table(
+        c.port,
+        &known,
+        &format!(
+            "key_filename = \"{}\"\nhost_key_policy = \"warn\"\n",
+            c.key.display()
+        ),
+    ));
+    connects(&project).stderr_contains(&format!(
+        "[127.0.0.1]:{} is not a known host; connecting anyway (host_key_policy = \"warn\")",
+        c.port
+    ));
+    assert_eq!(read(&known), "");
+}
+
+#[test]
 fn host_key_alias_names_the_known_hosts_entry() {
     let c = cluster();
     let project = Project::new();
@@ -866,6 +917,42 @@ fn submit_through_a_jump_host_checks_both_host_keys() {
 }
 
 #[test]
+fn a_jump_host_that_refuses_forwarding_is_reported_at_the_jump_step() {
+    let c = cluster();
+    let jump = SshdBuilder::new().line("AllowTcpForwarding no").start();
+    let project = Project::new();
+    let known = project.write(
+        "known_hosts",
+        &format!("{}\n{}\n", login_line(), jump.known_hosts_line()),
+    );
+    project.slurmfile(&cluster_table(
+        c.port,
+        &known,
+        &format!(
+            "key_filename = \"{}\"\nproxy_jump = \"127.0.0.1:{}\"\n",
+            c.key.display(),
+            jump.port
+        ),
+    ));
+    let run = project.run(&["doctor", "--json"]);
+    run.expect_code(6);
+    let steps: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let last = steps.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["step"], "jump", "{steps}");
+    assert!(
+        last["detail"].as_str().unwrap().contains(&format!(
+            "could not open a connection to 127.0.0.1 port {}",
+            c.port
+        )),
+        "{last}"
+    );
+    assert!(
+        last["fix"].as_str().unwrap().contains("AllowTcpForwarding"),
+        "{last}"
+    );
+}
+
+#[test]
 fn a_chain_of_two_jump_hosts_from_ssh_config_aliases() {
     let c = cluster();
     let second = SshdBuilder::new().start();
@@ -1043,6 +1130,11 @@ fn doctor_stops_at_the_first_failure_with_its_fix() {
             .as_str()
             .unwrap()
             .contains(&format!("ssh-keyscan -p {} 127.0.0.1 >> ", c.port)),
+        "{last}"
+    );
+    // The fix is said once, under the failing step, not repeated in its detail.
+    assert!(
+        !last["detail"].as_str().unwrap().contains("ssh-keyscan"),
         "{last}"
     );
     // The text form prints the same fix under the failing step.
