@@ -2,9 +2,12 @@
 //!
 //! Where `ssh` is installed, `ssh -G` is the truth: it evaluates Match blocks, tokens and Includes exactly.
 //! Its output lists defaults too, so settings are taken only where they differ from `ssh -G -F /dev/null`
-//! (what OpenSSH would use with no config at all). Without `ssh`, [`parse`] reads the file itself: Host
-//! blocks with `*`/`?`/`!` patterns, first value wins, IdentityFile/CertificateFile accumulate, Include,
-//! `%h %p %r %u %d %%` tokens. `Match` blocks need `ssh -G` and are skipped with a warning.
+//! (what OpenSSH would use with no config at all). Without `ssh`, [`parse`] reads the file itself and
+//! produces what `ssh -G` would print for the keys slurmkit uses (an end-to-end test compares the two):
+//! case-sensitive Host blocks with `*`/`?`/`!` patterns, first value wins, IdentityFile and
+//! CertificateFile accumulate, Include, quoting and comments as OpenSSH splits them. `Match` blocks
+//! need `ssh -G` and are skipped with a warning. Either way, file names get `~`, `%` tokens and
+//! `${VAR}` expanded here, as the OpenSSH client does after `ssh -G` prints them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
