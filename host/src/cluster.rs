@@ -69,6 +69,8 @@ pub enum ClusterError {
         "the output path {pattern:?} of job {job_id} uses a pattern only the compute node can expand"
     )]
     UnexpandablePattern { job_id: JobId, pattern: String },
+    #[error("job {job_id} is an array: each task has its own output")]
+    ArrayTaskNeeded { job_id: JobId },
 }
 
 impl ClusterError {
@@ -79,6 +81,9 @@ impl ClusterError {
             ClusterError::NotJournaled { .. } => Some(
                 "`slurmkit status` works for any job id; logs and callbacks need a job submitted from this machine (or pass the same --data-dir)".into(),
             ),
+            ClusterError::ArrayTaskNeeded { job_id } => Some(format!(
+                "name a task: `slurmkit logs {job_id}_0` (`slurmkit status {job_id}` lists them)"
+            )),
             ClusterError::NoOutputYet { .. } => Some("wait for the job to start (`slurmkit wait`), or follow it with `slurmkit logs -f`".into()),
             ClusterError::Slurm(SlurmError::Command(CommandError::Failed { output, .. }))
                 if String::from_utf8_lossy(&output.stderr).contains("command not found") =>
@@ -254,6 +259,11 @@ pub fn output_file(spec: &JobSpec, job_id: &JobId, stderr: bool) -> Result<Strin
     } else {
         spec.stdout_pattern()
     };
+    if spec.array.is_some() && !job_id.as_str().contains('_') {
+        return Err(ClusterError::ArrayTaskNeeded {
+            job_id: job_id.clone(),
+        });
+    }
     expand_pattern(pattern, job_id, &spec.name).ok_or_else(|| ClusterError::UnexpandablePattern {
         job_id: job_id.clone(),
         pattern: pattern.to_string(),

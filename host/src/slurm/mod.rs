@@ -105,7 +105,17 @@ pub async fn status(exec: &impl Exec, ids: &[JobId]) -> Result<Vec<JobStatus>, S
         }
     }
     found.retain(|s| ids.iter().any(|id| same_job(id, &s.job_id)));
+    found.sort_by_key(|s| order_key(&s.job_id));
     Ok(found)
+}
+
+/// Numeric order: `9` before `10`, array tasks in index order after their array.
+fn order_key(id: &JobId) -> (u64, Option<u64>) {
+    let mut parts = id
+        .as_str()
+        .split('_')
+        .map(|p| p.parse::<u64>().unwrap_or(u64::MAX));
+    (parts.next().unwrap_or(u64::MAX), parts.next())
 }
 
 /// Does `reported` answer a question about `asked`? `123` covers its array tasks `123_N`.
