@@ -121,19 +121,65 @@ pub fn slurmkit_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("SLURMKIT_BIN") {
         return PathBuf::from(bin);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/slurmkit
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("slurmkit"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} does not exist: build it first with `cargo build -p slurmkit`",
-        bin.display()
-    );
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>/slurmkit
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("slurmkit"))
+            .expect("target dir");
+        let built = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} does not exist: build it first with `cargo build -p slurmkit`",
+                    bin.display()
+                )
+            });
+        // `cargo test -p slurmkit-e2e` does not rebuild another package's binary: refuse a stale one
+        // rather than test old code.
+        let root = repo_root();
+        let sources = [
+            "host/src",
+            "host/Cargo.toml",
+            "wit",
+            "plugins/renderer-default/src",
+        ];
+        if let Some((newer, _)) = sources
+            .iter()
+            .flat_map(|p| files_with_mtime(&root.join(p)))
+            .find(|(_, modified)| *modified > built)
+        {
+            panic!(
+                "{} is older than {}: rebuild it with `cargo build -p slurmkit`",
+                bin.display(),
+                newer.display()
+            );
+        }
+        bin
+    })
+    .clone()
+}
+
+/// Every file under `path`, with its modification time.
+fn files_with_mtime(path: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    if meta.is_file() {
+        return meta
+            .modified()
+            .map(|m| vec![(path.to_path_buf(), m)])
+            .unwrap_or_default();
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|entry| files_with_mtime(&entry.path()))
+        .collect()
 }
 
 /// `target/e2e-plugin-cache`, next to the binary under test.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::cluster::{SubmitObserver, Submitted};
 use crate::config::Slurmfile;
-use crate::job::journal::{Journal, now_ms};
+use crate::job::journal::{Delivery, Journal, now_ms};
 use crate::job::spec::JobSpec;
 use crate::slurm::state::JobStatus;
 
@@ -90,11 +90,21 @@ pub struct CallbackPlugin {
     pub events: BTreeSet<EventKind>,
 }
 
-/// Why one delivery failed.
+/// Why one delivery failed, and whether to try again.
 #[derive(Debug, Clone)]
 pub struct DeliveryFailure {
     pub message: String,
-    pub retryable: bool,
+    pub retry: Retry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The plugin said retrying cannot help.
+    Never,
+    /// The plugin asked for a retry: worth waiting a little for within this run.
+    Soon,
+    /// The plugin crashed or ran out of time: retried by later runs, with backoff.
+    Later,
 }
 
 impl CallbackPlugin {
@@ -176,12 +186,16 @@ impl CallbackPlugin {
                     "plugin {} returned an error for {during}: {}",
                     self.spec.name, error.message
                 ),
-                retryable: error.retryable,
+                retry: if error.retryable {
+                    Retry::Soon
+                } else {
+                    Retry::Never
+                },
             }),
-            // Traps and timeouts may be transient (a full disk, a slow filesystem): retry them too.
+            // Traps and timeouts may be transient (a full disk, a slow filesystem): retry them, later.
             Err(error) => Err(DeliveryFailure {
                 message: error.to_string(),
-                retryable: true,
+                retry: Retry::Later,
             }),
         }
     }
@@ -407,19 +421,31 @@ impl<'e> Deliverer<'e> {
         }
     }
 
-    /// Deliver every due delivery for the plugins loaded in this run, retrying failures with backoff
-    /// for up to a few seconds; whatever is still pending is left for a later run.
+    /// Deliver every due delivery for the plugins loaded in this run. A delivery the plugin itself
+    /// reported as retryable is retried with backoff for up to a few seconds of this run; a plugin that
+    /// crashed or ran out of time would most likely do it again, so it is left to later runs (with the
+    /// same backoff) instead of slowing this one down. Whatever is still pending stays journaled.
     pub async fn deliver_due(&self, journal: &Journal) {
         if self.callbacks.plugins.is_empty() {
             return;
         }
         let started = std::time::Instant::now();
+        // After the first pass, only deliveries that asked to be retried soon are tried again.
+        let mut retry_soon: Option<Vec<i64>> = None;
         loop {
             let due = match journal.due_deliveries(now_ms()) {
                 Ok(due) => due,
                 Err(e) => return tracing::error!("cannot read pending callback deliveries: {e}"),
             };
+            let mut next_soon: Option<i64> = None;
+            let mut waiting = Vec::new();
             for delivery in due {
+                if retry_soon
+                    .as_ref()
+                    .is_some_and(|ids| !ids.contains(&delivery.id))
+                {
+                    continue;
+                }
                 let Some(plugin) = self
                     .callbacks
                     .plugins
@@ -428,71 +454,70 @@ impl<'e> Deliverer<'e> {
                 else {
                     continue;
                 };
-                let event: HostEvent = match serde_json::from_str(&delivery.event_json) {
-                    Ok(event) => event,
-                    Err(e) => {
-                        let _ = journal.mark_attempt_failed(
-                            delivery.id,
-                            &format!("unreadable journaled event: {e}"),
-                            None,
-                        );
-                        continue;
-                    }
-                };
-                let outcome = plugin.deliver(self.callbacks.engine, &event).await;
-                let recorded = match outcome {
-                    Ok(()) => {
-                        tracing::debug!("delivered {} to {}", event.id, plugin.spec.name);
-                        journal.mark_delivered(delivery.id)
-                    }
-                    Err(failure) => {
-                        let attempt = delivery.attempts + 1;
-                        let retry_at = (failure.retryable && attempt < MAX_ATTEMPTS)
-                            .then(|| now_ms() + backoff(attempt).as_millis() as i64);
-                        match retry_at {
-                            Some(_) => tracing::warn!(
-                                "{} (attempt {attempt} of {MAX_ATTEMPTS}; will retry)",
-                                failure.message
-                            ),
-                            None => tracing::error!(
-                                "{} (giving up after {attempt} attempt(s))",
-                                failure.message
-                            ),
-                        }
-                        journal.mark_attempt_failed(delivery.id, &failure.message, retry_at)
-                    }
-                };
-                if let Err(e) = recorded {
-                    tracing::error!("cannot record the delivery of {}: {e}", event.id);
+                if let Some(at) = self.attempt(journal, plugin, &delivery).await {
+                    next_soon = Some(next_soon.map_or(at, |n: i64| n.min(at)));
+                    waiting.push(delivery.id);
                 }
             }
-            let next = match journal.next_delivery_due() {
-                Ok(Some(next)) => next,
-                _ => return,
-            };
+            let Some(next) = next_soon else { return };
             let wait = Duration::from_millis((next - now_ms()).max(0) as u64);
-            if started.elapsed() + wait > IN_RUN_RETRY_BUDGET
-                || !self.has_pending_for_loaded(journal, next)
-            {
+            if started.elapsed() + wait > IN_RUN_RETRY_BUDGET {
                 return;
             }
             tokio::time::sleep(wait).await;
+            retry_soon = Some(waiting);
         }
     }
 
-    /// Is the next due delivery for a plugin this run can deliver to?
-    fn has_pending_for_loaded(&self, journal: &Journal, at: i64) -> bool {
-        journal
-            .due_deliveries(at)
-            .map(|due| {
-                due.iter().any(|d| {
-                    self.callbacks
-                        .plugins
-                        .iter()
-                        .any(|p| p.spec.name == d.plugin)
-                })
-            })
-            .unwrap_or(false)
+    /// One delivery attempt, recorded in the journal. Returns when to retry it within this run, if the
+    /// plugin asked for a retry.
+    async fn attempt(
+        &self,
+        journal: &Journal,
+        plugin: &CallbackPlugin,
+        delivery: &Delivery,
+    ) -> Option<i64> {
+        let event: HostEvent = match serde_json::from_str(&delivery.event_json) {
+            Ok(event) => event,
+            Err(e) => {
+                let _ = journal.mark_attempt_failed(
+                    delivery.id,
+                    &format!("unreadable journaled event: {e}"),
+                    None,
+                );
+                return None;
+            }
+        };
+        let (recorded, retry_soon) = match plugin.deliver(self.callbacks.engine, &event).await {
+            Ok(()) => {
+                tracing::debug!("delivered {} to {}", event.id, plugin.spec.name);
+                (journal.mark_delivered(delivery.id), None)
+            }
+            Err(failure) => {
+                let attempt = delivery.attempts + 1;
+                let retry_at = (failure.retry != Retry::Never && attempt < MAX_ATTEMPTS)
+                    .then(|| now_ms() + backoff(attempt).as_millis() as i64);
+                match retry_at {
+                    Some(_) => tracing::warn!(
+                        "{} (attempt {attempt} of {MAX_ATTEMPTS}; will retry)",
+                        failure.message
+                    ),
+                    None => tracing::error!(
+                        "{} (giving up after {attempt} attempt(s))",
+                        failure.message
+                    ),
+                }
+                let soon = retry_at.filter(|_| failure.retry == Retry::Soon);
+                (
+                    journal.mark_attempt_failed(delivery.id, &failure.message, retry_at),
+                    soon,
+                )
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::error!("cannot record the delivery of {}: {e}", event.id);
+        }
+        retry_soon
     }
 }
 
