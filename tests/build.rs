@@ -69,7 +69,7 @@ fn main() {
             "js_site_renderer",
             "examples/plugins/js-site-renderer",
             &["renderer.js", "build.sh", "package-lock.json"][..],
-            "componentize-js (npm ci in examples/plugins/js-site-renderer)",
+            "componentize-js (npm install in examples/plugins/js-site-renderer)",
         ),
         (
             "c_logger",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the JavaScript site renderer: build.sh [OUTPUT.wasm]. Needs `npm ci` here first (Node 20+).
+# Build the JavaScript site renderer: build.sh [OUTPUT.wasm]. Needs `npm install` here first (Node 20+).
 # componentize-js wants the WIT inside the working directory, so a copy is made; `-d http fetch-event`
 # keeps the component from importing wasi:http, which slurmkit does not provide.
 set -euo pipefail
