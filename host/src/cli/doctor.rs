@@ -129,15 +129,22 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
     let route: Vec<String> = jumps
         .iter()
         .chain(std::iter::once(hop.as_ref()))
-        .map(|h| format!("{}@{}:{}", h.auth.user, h.address, h.port))
+        .map(|h| {
+            format!(
+                "{}@{}:{} (host_key_policy {})",
+                h.auth.user,
+                h.address,
+                h.port,
+                policy_name(h.policy)
+            )
+        })
         .collect();
     report.ok(
         "config",
         format!(
-            "{} via {}; host_key_policy {}; known_hosts {}",
+            "{} via {}; known_hosts {}",
             target.key,
             route.join(" -> "),
-            policy_name(hop.policy),
             hop.known_hosts
                 .first()
                 .map(|p| p.display().to_string())

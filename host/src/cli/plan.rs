@@ -9,9 +9,9 @@ use crate::cluster::{Backend, Target, default_known_hosts};
 use crate::config::{BackendKind, ClusterSettings, JobSettings, Slurmfile, resolve_local_path};
 use crate::job::spec::{JobSpec, Payload, TimeLimit};
 use crate::slurm::validate::{Account, JobName, Partition, Qos};
+use crate::ssh::Hop;
 use crate::ssh::auth::{AuthPlan, Identity};
 use crate::ssh::session::Transport;
-use crate::ssh::{Hop, HostKeyPolicy};
 
 /// A flag, Slurmfile or job spec that cannot become a plan: input for the user to fix (exit code 3).
 #[derive(Debug, thiserror::Error)]
@@ -121,11 +121,10 @@ pub fn resolve_target(global: &GlobalArgs, file: Option<&Slurmfile>) -> anyhow::
         .or(settings.port)
         .or(ssh_config.port)
         .unwrap_or(22);
-    let policy = global
-        .host_key_policy
-        .or(settings.host_key_policy)
+    let explicit_policy = global.host_key_policy.or(settings.host_key_policy);
+    let policy = explicit_policy
         .or(ssh_config.host_key_policy)
-        .unwrap_or(HostKeyPolicy::Warn);
+        .unwrap_or(crate::ssh::policy::DEFAULT_POLICY);
     let home = dirs::home_dir();
     let known_hosts = match &settings.known_hosts {
         Some(path) => vec![resolve_local_path(path, &base)],
@@ -191,7 +190,20 @@ pub fn resolve_target(global: &GlobalArgs, file: Option<&Slurmfile>) -> anyhow::
         .or(ssh_config.proxy_jump.clone());
     let jumps = match jump_spec {
         Some(spec) if spec != "none" => {
-            crate::ssh::config::jump_hops(&spec, &target, settings.ssh_config.as_deref(), &base)?
+            let overrides = crate::ssh::config::HopOverrides {
+                policy: explicit_policy,
+                known_hosts: settings
+                    .known_hosts
+                    .is_some()
+                    .then(|| (known_hosts.clone(), record_to.clone())),
+            };
+            crate::ssh::config::jump_hops(
+                &spec,
+                &target,
+                &overrides,
+                settings.ssh_config.as_deref(),
+                &base,
+            )?
         }
         _ => Vec::new(),
     };

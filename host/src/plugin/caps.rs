@@ -157,6 +157,17 @@ impl Capabilities {
             builder.env(name, value);
         }
         for preopen in &self.preopens {
+            // The grant was confined when the plugin was loaded; a plugin with a write grant could
+            // since have replaced a directory on this path with a symlink (plugins run one at a time,
+            // so nothing changes it between this check and the open below).
+            let resolved = std::fs::canonicalize(&preopen.host)?;
+            if resolved != preopen.host {
+                return Err(std::io::Error::other(format!(
+                    "granted directory {} now resolves to {}; refusing to open it",
+                    preopen.host.display(),
+                    resolved.display()
+                )));
+            }
             let perms = if preopen.writable {
                 FsPerms::ReadWrite
             } else {
@@ -240,14 +251,18 @@ impl HostMonotonicClock for FixedClock {
     }
 }
 
-/// Caps the sum of all linear memories (wasmtime's `StoreLimits` caps each one separately, and a
-/// componentize-py guest has several), and remembers a refusal so the error can say "out of memory".
+/// Caps the sum of all linear memories and tables (wasmtime's `StoreLimits` caps each memory separately,
+/// a componentize-py guest has several, and a table of a million function references is host memory too),
+/// and remembers a refusal so the error can say "out of memory".
 #[derive(Debug)]
 pub struct MemoryLimiter {
     cap: usize,
     total: usize,
     pub refused: Option<usize>,
 }
+
+/// Host bytes per table element: a function reference is a pointer.
+const TABLE_ELEMENT_BYTES: usize = 8;
 
 impl MemoryLimiter {
     pub fn new(cap: usize) -> Self {
@@ -256,6 +271,17 @@ impl MemoryLimiter {
             total: 0,
             refused: None,
         }
+    }
+
+    /// Grow the running total from `current` to `desired` bytes, if the cap allows.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let total = (self.total - current.min(self.total)).saturating_add(desired);
+        if total > self.cap {
+            self.refused = Some(total);
+            return false;
+        }
+        self.total = total;
+        true
     }
 }
 
@@ -266,34 +292,33 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.total - current.min(self.total) + desired;
-        if total > self.cap {
-            self.refused = Some(total);
-            return Ok(false);
-        }
-        self.total = total;
-        Ok(true)
+        Ok(self.grow(current, desired))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
     }
 
+    // Generous for interpreters packaged as components (several core instances each), small enough that
+    // counts alone cannot exhaust the host.
     fn instances(&self) -> usize {
-        1_000
+        200
     }
 
     fn memories(&self) -> usize {
-        100
+        64
     }
 
     fn tables(&self) -> usize {
-        1_000
+        256
     }
 }
 
@@ -301,6 +326,18 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 mod tests {
     use super::*;
     use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn tables_count_against_the_same_cap() {
+        let mut limiter = MemoryLimiter::new(1 << 20);
+        assert!(limiter.memory_growing(0, 1 << 19, None).unwrap());
+        assert!(limiter.table_growing(0, 1000, None).unwrap());
+        assert!(
+            !limiter.table_growing(1000, 1_000_000, None).unwrap(),
+            "8 MB of table elements past a 1 MiB cap"
+        );
+        assert!(limiter.refused.is_some());
+    }
 
     #[test]
     fn memory_cap_is_for_the_sum_of_memories() {
@@ -339,6 +376,31 @@ mod tests {
         assert!(
             Capabilities::from_grants("p", &grants(&["missing"], &[]), project.path()).is_err()
         );
+    }
+
+    #[test]
+    fn a_grant_swapped_for_a_symlink_after_loading_is_refused() {
+        let project = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(project.path().join("shared/templates")).unwrap();
+        let grants = Grants {
+            read: vec!["shared/templates".into()],
+            ..Default::default()
+        };
+        let caps = Capabilities::from_grants("p", &grants, project.path()).unwrap();
+        let pipe = || MemoryOutputPipe::new(64);
+        assert!(caps.wasi_ctx(pipe(), pipe()).is_ok());
+        std::fs::rename(
+            project.path().join("shared/templates"),
+            project.path().join("shared/moved"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path(), project.path().join("shared/templates"))
+            .unwrap();
+        let Err(err) = caps.wasi_ctx(pipe(), pipe()) else {
+            panic!("a swapped grant was opened")
+        };
+        assert!(err.to_string().contains("now resolves to"), "{err}");
     }
 
     #[test]

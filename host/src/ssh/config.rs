@@ -622,10 +622,21 @@ fn glob_files(path: &Path) -> Vec<PathBuf> {
 pub fn jump_hops(
     spec: &str,
     target: &Hop,
+    overrides: &HopOverrides,
     ssh_config: Option<&str>,
     base: &Path,
 ) -> Result<Vec<Hop>, SshConfigError> {
-    jump_hops_nested(spec, target, ssh_config, base, 0)
+    jump_hops_nested(spec, target, overrides, ssh_config, base, 0)
+}
+
+/// What the user set explicitly (flags, the Slurmfile). It applies to every hop and wins over each hop's
+/// own ssh_config, exactly as it does for the target: a `~/.ssh/config` with `StrictHostKeyChecking
+/// accept-new` must not weaken `--host-key-policy reject` for a jump host.
+#[derive(Debug, Clone, Default)]
+pub struct HopOverrides {
+    pub policy: Option<HostKeyPolicy>,
+    /// known_hosts files, and where `auto` records.
+    pub known_hosts: Option<(Vec<PathBuf>, PathBuf)>,
 }
 
 /// OpenSSH has no limit, but a ProxyJump cycle in ssh_config would never end.
@@ -634,6 +645,7 @@ const MAX_JUMPS: usize = 16;
 fn jump_hops_nested(
     spec: &str,
     target: &Hop,
+    overrides: &HopOverrides,
     ssh_config: Option<&str>,
     base: &Path,
     depth: usize,
@@ -687,7 +699,9 @@ fn jump_hops_nested(
                 .map(|p| Identity::new(p.clone(), &config.certificate_files, true))
                 .collect()
         };
-        let (known_hosts, record_to) = if config.user_known_hosts.is_empty() {
+        let (known_hosts, record_to) = if let Some(explicit) = &overrides.known_hosts {
+            explicit.clone()
+        } else if config.user_known_hosts.is_empty() {
             (target.known_hosts.clone(), target.record_to.clone())
         } else {
             let mut files = config.user_known_hosts.clone();
@@ -703,7 +717,10 @@ fn jump_hops_nested(
             known_hosts,
             record_to,
             hash_known_hosts: config.hash_known_hosts || target.hash_known_hosts,
-            policy: config.host_key_policy.unwrap_or(target.policy),
+            policy: overrides
+                .policy
+                .or(config.host_key_policy)
+                .unwrap_or(super::policy::DEFAULT_POLICY),
             auth: AuthPlan {
                 user: user
                     .or(config.user)
@@ -722,7 +739,7 @@ fn jump_hops_nested(
                 host: first.display_name.clone(),
             });
         }
-        let mut chain = jump_hops_nested(&spec, first, ssh_config, base, depth + 1)?;
+        let mut chain = jump_hops_nested(&spec, first, overrides, ssh_config, base, depth + 1)?;
         chain.append(&mut hops);
         hops = chain;
     }
@@ -821,6 +838,7 @@ mod tests {
         let hops = jump_hops(
             "alice@ela.cscs.ch:2222,bastion,[::1]:22",
             &target,
+            &HopOverrides::default(),
             Some("none"),
             Path::new("/"),
         )
@@ -836,7 +854,70 @@ mod tests {
         );
         assert_eq!((hops[1].auth.user.as_str(), hops[1].port), ("me", 22));
         assert_eq!(hops[2].address, "::1");
-        assert!(jump_hops("host:notaport", &target, Some("none"), Path::new("/")).is_err());
-        assert!(jump_hops("-oProxyCommand=x", &target, Some("none"), Path::new("/")).is_err());
+        let none = HopOverrides::default();
+        assert!(
+            jump_hops(
+                "host:notaport",
+                &target,
+                &none,
+                Some("none"),
+                Path::new("/")
+            )
+            .is_err()
+        );
+        assert!(
+            jump_hops(
+                "-oProxyCommand=x",
+                &target,
+                &none,
+                Some("none"),
+                Path::new("/")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn explicit_settings_win_over_a_jump_hosts_own_ssh_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(&config, "Host *\n  StrictHostKeyChecking accept-new\n  UserKnownHostsFile /tmp/other_known_hosts\n").unwrap();
+        let target = Hop {
+            address: "t".into(),
+            port: 22,
+            display_name: "t".into(),
+            host_key_alias: None,
+            known_hosts: vec![PathBuf::from("/kh")],
+            record_to: PathBuf::from("/kh"),
+            hash_known_hosts: false,
+            policy: HostKeyPolicy::Reject,
+            auth: AuthPlan {
+                user: "me".into(),
+                identities: vec![],
+                identities_only: false,
+                agent_socket: None,
+            },
+        };
+        let config = config.to_str().unwrap();
+        let loose = jump_hops(
+            "bastion",
+            &target,
+            &HopOverrides::default(),
+            Some(config),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            loose[0].policy,
+            HostKeyPolicy::Auto,
+            "without an explicit policy the hop's own config applies"
+        );
+        let explicit = HopOverrides {
+            policy: Some(HostKeyPolicy::Reject),
+            known_hosts: Some((vec![PathBuf::from("/kh")], PathBuf::from("/kh"))),
+        };
+        let strict = jump_hops("bastion", &target, &explicit, Some(config), dir.path()).unwrap();
+        assert_eq!(strict[0].policy, HostKeyPolicy::Reject);
+        assert_eq!(strict[0].known_hosts, vec![PathBuf::from("/kh")]);
     }
 }

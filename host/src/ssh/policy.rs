@@ -14,6 +14,9 @@ use serde::Deserialize;
 use super::known_hosts::{self, HostLookup, KnownHosts, Origin, Verdict};
 use crate::slurm::quote::quote;
 
+/// The policy when nothing sets one: the original SDK's default.
+pub const DEFAULT_POLICY: HostKeyPolicy = HostKeyPolicy::Warn;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum HostKeyPolicy {
