@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::exec::{CommandError, CommandOutput, Exec, LocalShell};
-use crate::job::journal::{Journal, JournalError, SubmissionState};
+use crate::exec::{CommandError, CommandOutput, Exec, Exit, LocalShell};
+use crate::job::journal::{
+    CallbackRoute, Journal, JournalError, Submission, SubmissionState, now_ms,
+};
 use crate::job::spec::{JobSpec, expand_pattern};
 use crate::job::{self, SCRIPT_FILE, SPEC_FILE};
 use crate::plugin::PluginError;
@@ -19,7 +21,7 @@ use crate::slurm::validate::JobId;
 use crate::slurm::{self, SlurmError};
 use crate::ssh::auth::Prompter;
 use crate::ssh::{Hop, Session, SshError, Transport};
-use crate::transfer::{Files, TransferError};
+use crate::transfer::{Files, JobDir, TransferError};
 
 /// How to reach the cluster.
 #[derive(Debug, Clone)]
@@ -149,17 +151,24 @@ pub struct Submitted {
     pub job_dir: String,
 }
 
-/// Hooks the submit sequence calls at each step (callbacks are delivered from these).
+/// Hooks the submit sequence calls at each step (callbacks are queued from these). Each is called
+/// before the journal records the step it announces, so a crash in between leaves the record to be
+/// completed later and the announcement already queued.
 pub trait SubmitObserver {
-    fn staging_begin(&mut self, _spec: &JobSpec, _job_dir: &str) {}
-    fn staging_end(&mut self, _spec: &JobSpec, _job_dir: &str) {}
+    /// The callbacks to journal this submission's events for.
+    fn callback_routes(&self) -> Vec<CallbackRoute> {
+        Vec::new()
+    }
+    fn staging_begin(&mut self, _submission_id: i64, _spec: &JobSpec, _job_dir: &str) {}
+    fn staging_end(&mut self, _submission_id: i64, _spec: &JobSpec, _job_dir: &str) {}
     fn submit_begin(&mut self, _submission_id: i64, _spec: &JobSpec, _job_dir: &str) {}
     fn submitted(&mut self, _submitted: &Submitted, _spec: &JobSpec) {}
 }
 
 impl SubmitObserver for () {}
 
-/// Render, stage and submit one job. The journal records it before `sbatch` runs and again after.
+/// Render, stage and submit one job. The journal records it before anything is created on the cluster
+/// and again once sbatch's job id is known.
 pub async fn submit(
     conn: &Connection,
     target: &Target,
@@ -173,52 +182,107 @@ pub async fn submit(
     let dir_name = job::job_dir_name(&spec.name, SystemTime::now());
     let dir_path = format!("{base}/{dir_name}");
     let spec = spec.anchored_in(&dir_path);
-    // Render before creating anything: a renderer that refuses the job leaves the cluster untouched.
+    // Render before creating or recording anything: a renderer that refuses the job leaves no trace.
     let script = renderer.render(&spec).await?;
-    observer.staging_begin(&spec, &dir_path);
-    let job_dir = files.create_job_dir(&base, &dir_name).await?;
-    job_dir.write(SCRIPT_FILE, script.as_bytes(), 0o750).await?;
-    let spec_json = serde_json::to_vec_pretty(&spec).expect("a job spec always serializes");
-    job_dir.write(SPEC_FILE, &spec_json, 0o640).await?;
-    observer.staging_end(&spec, job_dir.path());
-
+    let provenance = renderer.spec().provenance();
     let submission_id = journal.begin_submission(
         &target.key,
-        job_dir.path(),
+        &dir_path,
         &spec,
-        &renderer.spec().provenance(),
+        &provenance,
+        &observer.callback_routes(),
     )?;
-    observer.submit_begin(submission_id, &spec, job_dir.path());
-    let job_id = match slurm::sbatch(conn, job_dir.path(), SCRIPT_FILE).await {
-        Ok(id) => id,
-        Err(SlurmError::Command(CommandError::Failed { command, output }))
-            if output.exit != crate::exec::Exit::Unknown =>
-        {
-            // sbatch ran and refused: nothing is queued.
-            let error = SlurmError::Command(CommandError::Failed { command, output });
-            journal.mark_rejected(submission_id, &error.to_string())?;
+
+    observer.staging_begin(submission_id, &spec, &dir_path);
+    let staged = async {
+        let job_dir = files.create_job_dir(&base, &dir_name).await?;
+        job_dir.write(SCRIPT_FILE, script.as_bytes(), 0o750).await?;
+        let spec_json = serde_json::to_vec_pretty(&spec).expect("a job spec always serializes");
+        job_dir.write(SPEC_FILE, &spec_json, 0o640).await?;
+        Ok::<_, TransferError>(job_dir)
+    };
+    let job_dir = match staged.await {
+        Ok(job_dir) => job_dir,
+        Err(error) => {
+            journal.mark_rejected(submission_id, &format!("staging failed: {error}"))?;
             return Err(error.into());
         }
-        // The connection may have dropped after sbatch queued the job: leave the record `submitting`
-        // so the next command reconciles it from the job directory.
-        Err(e) => return Err(e.into()),
     };
-    journal.mark_submitted(submission_id, &job_id)?;
+    observer.staging_end(submission_id, &spec, job_dir.path());
+
+    observer.submit_begin(submission_id, &spec, job_dir.path());
+    let command = slurm::sbatch_command(job_dir.path(), SCRIPT_FILE);
+    let outcome = conn.exec(&command).await;
+    let Some(job_id) = read_job_id(&job_dir).await else {
+        return Err(submission_failed(
+            journal,
+            submission_id,
+            &command,
+            outcome,
+        )?);
+    };
     let submitted = Submitted {
         submission_id,
         job_id,
         job_dir: job_dir.path().to_string(),
     };
     observer.submitted(&submitted, &spec);
+    journal.mark_submitted(submission_id, &submitted.job_id)?;
     Ok(submitted)
 }
 
-/// Resolve submissions whose job id never came back: the job directory holds what sbatch printed.
-/// Returns the ones resolved.
+/// The id sbatch wrote into the job directory, if it wrote one.
+async fn read_job_id(job_dir: &JobDir<'_>) -> Option<JobId> {
+    for name in [slurm::JOB_ID_FILE, slurm::JOB_ID_PENDING_FILE] {
+        if let Ok(bytes) = job_dir.read_from(name, 0, 256).await
+            && let Ok(job_id) = slurm::parse_parsable(&String::from_utf8_lossy(&bytes))
+        {
+            return Some(job_id);
+        }
+    }
+    None
+}
+
+/// sbatch left no job id. Only when it exited with a failure status did it refuse the job; otherwise
+/// (killed, connection lost, never started) the job may still be queued, so the record stays
+/// `submitting` for the next command to reconcile.
+fn submission_failed(
+    journal: &Journal,
+    submission_id: i64,
+    command: &ShellCommand,
+    outcome: Result<CommandOutput, CommandError>,
+) -> Result<ClusterError, ClusterError> {
+    let error = match outcome {
+        Ok(output) if matches!(output.exit, Exit::Code(code) if code != 0) => {
+            let error = SlurmError::Command(CommandError::Failed {
+                command: command.to_string(),
+                output,
+            });
+            journal.mark_rejected(submission_id, &error.to_string())?;
+            error
+        }
+        Ok(output) if output.success() => SlurmError::UnexpectedSbatchOutput {
+            output: output.stdout_text(),
+        },
+        Ok(output) => SlurmError::Command(CommandError::Failed {
+            command: command.to_string(),
+            output,
+        }),
+        Err(error) => SlurmError::Command(error),
+    };
+    Ok(error.into())
+}
+
+/// A submission older than this without a job id never reached Slurm.
+const ABANDONED_AFTER_MS: i64 = 24 * 3600 * 1000;
+
+/// Resolve submissions whose job id never came back, from what sbatch wrote into their job directory.
+/// Problems with one record are logged and do not stop the others (or the command that asked).
 pub async fn reconcile(
     conn: &Connection,
     target: &Target,
     journal: &Journal,
+    observer: &mut dyn SubmitObserver,
 ) -> Result<Vec<Submitted>, ClusterError> {
     let pending = journal.unresolved(&target.key)?;
     if pending.is_empty() {
@@ -227,26 +291,40 @@ pub async fn reconcile(
     let files = conn.files().await?;
     let mut resolved = Vec::new();
     for submission in pending {
-        let Ok(dir) = files.open_job_dir(&submission.job_dir).await else {
-            continue;
-        };
-        match dir.read_from(slurm::JOB_ID_FILE, 0, 256).await {
-            Ok(bytes) => {
-                if let Ok(job_id) = slurm::parse_parsable(&String::from_utf8_lossy(&bytes)) {
-                    journal.mark_submitted(submission.id, &job_id)?;
-                    tracing::warn!(
-                        "recovered job {job_id} ({}) whose submission was interrupted; it is journaled now",
-                        submission.job_dir
-                    );
-                    resolved.push(Submitted {
-                        submission_id: submission.id,
-                        job_id,
-                        job_dir: submission.job_dir,
-                    });
-                }
+        let dir = match files.open_job_dir(&submission.job_dir).await {
+            Ok(dir) => dir,
+            Err(TransferError::NotFound { .. }) => {
+                journal.mark_rejected(submission.id, "its job directory no longer exists")?;
+                continue;
             }
-            Err(TransferError::NotFound { .. }) => {}
-            Err(e) => tracing::debug!("cannot reconcile {}: {e}", submission.job_dir),
+            Err(e) => {
+                tracing::debug!("cannot reconcile {}: {e}", submission.job_dir);
+                continue;
+            }
+        };
+        match read_job_id(&dir).await {
+            Some(job_id) => {
+                let submitted = Submitted {
+                    submission_id: submission.id,
+                    job_id,
+                    job_dir: submission.job_dir,
+                };
+                observer.submitted(&submitted, &submission.spec);
+                journal.mark_submitted(submission.id, &submitted.job_id)?;
+                tracing::warn!(
+                    "recovered job {} ({}) whose submission was interrupted; it is journaled now",
+                    submitted.job_id,
+                    submitted.job_dir
+                );
+                resolved.push(submitted);
+            }
+            None if now_ms() - submission.created_ms > ABANDONED_AFTER_MS => {
+                journal.mark_rejected(
+                    submission.id,
+                    "no job id was written within a day: sbatch never ran, or refused the job",
+                )?;
+            }
+            None => {}
         }
     }
     Ok(resolved)
@@ -312,13 +390,28 @@ pub async fn read_log(
     }
 }
 
-/// Query statuses and record them in the journal for journaled jobs. Returns (status, previous) pairs.
+/// Told about a journaled job's change of state, before the journal records it.
+pub trait StatusObserver {
+    fn changed(
+        &mut self,
+        submission: &Submission,
+        previous: Option<&JobStatus>,
+        current: &JobStatus,
+    );
+}
+
+impl StatusObserver for () {
+    fn changed(&mut self, _: &Submission, _: Option<&JobStatus>, _: &JobStatus) {}
+}
+
+/// Query statuses, tell `observer` what changed for journaled jobs, then record the new states.
 pub async fn observe(
     conn: &Connection,
     target: &Target,
     journal: &Journal,
     ids: &[JobId],
-) -> Result<Vec<(JobStatus, Option<JobStatus>, Option<i64>)>, ClusterError> {
+    observer: &mut dyn StatusObserver,
+) -> Result<Vec<JobStatus>, ClusterError> {
     let statuses = slurm::status(conn, ids).await?;
     let mut observed = Vec::new();
     for mut status in statuses {
@@ -335,18 +428,18 @@ pub async fn observe(
                 ..recorded
             };
         }
-        let (previous, submission_id) = match &submission {
-            Some(s)
-                if s.state == SubmissionState::Submitted
-                    && s.job_id.as_ref() == Some(&status.job_id) =>
+        if let Some(submission) = submission
+            && submission.state == SubmissionState::Submitted
+            && submission.job_id.as_ref() == Some(&status.job_id)
+        {
+            let previous = submission.last_status.as_ref();
+            if status.state != JobState::Unknown && previous.is_none_or(|p| p.state != status.state)
             {
-                journal.record_status(s.id, &status)?;
-                (s.last_status.clone(), Some(s.id))
+                observer.changed(&submission, previous, &status);
             }
-            Some(s) => (None, Some(s.id)),
-            None => (None, None),
-        };
-        observed.push((status, previous, submission_id));
+            journal.record_status(submission.id, &status)?;
+        }
+        observed.push(status);
     }
     Ok(observed)
 }

@@ -136,6 +136,11 @@ impl<'a> Files<'a> {
                         message: "is not a directory".into(),
                     });
                 }
+                Err(russh_sftp::client::error::Error::Status(s))
+                    if s.status_code == StatusCode::NoSuchFile =>
+                {
+                    return Err(TransferError::NotFound { path: path.into() });
+                }
                 Err(e) => return Err(io_error(path, e)),
             },
             Files::Local => match std::fs::symlink_metadata(path) {
@@ -145,6 +150,9 @@ impl<'a> Files<'a> {
                         path: path.into(),
                         message: "is not a directory".into(),
                     });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(TransferError::NotFound { path: path.into() });
                 }
                 Err(e) => return Err(local_error(path, e)),
             },

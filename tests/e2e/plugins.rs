@@ -416,15 +416,29 @@ fn a_wrong_sha256_refuses_the_plugin_but_not_the_job() {
         )
     });
     let run = project.run(&["submit"]);
-    submitted(&project, &run);
+    let job_id = submitted(&project, &run);
+    let good = sha256(Path::new(artifacts::RUST_LEDGER));
     run.stderr_contains("does not match its pinned sha256")
-        .stderr_contains(&format!(
-            "update the Slurmfile's sha256 to {}",
-            sha256(Path::new(artifacts::RUST_LEDGER))
-        ));
+        .stderr_contains(&format!("update the Slurmfile's sha256 to {good}"));
     assert!(
         !project.path().join("ledger/events.tsv").exists(),
         "a plugin with the wrong hash never runs"
+    );
+    // Its events wait in the journal: once the pin is fixed, the next command delivers them.
+    assert_eq!(
+        journal(&project).deliveries_of("submitted").unwrap()[0].state,
+        "pending"
+    );
+    let slurmfile = project.path().join("Slurmfile.toml");
+    let text = std::fs::read_to_string(&slurmfile)
+        .unwrap()
+        .replace(&"0".repeat(64), &good);
+    std::fs::write(&slurmfile, text).unwrap();
+    project.run(&["status", &job_id]).ok();
+    let ledger = std::fs::read_to_string(project.path().join("ledger/events.tsv")).unwrap();
+    assert!(
+        ledger.contains(&format!("\tSubmitted\t{job_id}\t")),
+        "{ledger}"
     );
 
     // A renderer with the wrong hash stops the submission before anything is created.

@@ -251,7 +251,7 @@ fn a_job_whose_submission_reply_was_lost_is_recovered_by_the_next_command() {
     let spec = slurmkit::cli::plan::resolve_job(None, &args).unwrap();
     let journal = Journal::open(&project.data_dir().join("journal.sqlite")).unwrap();
     let id = journal
-        .begin_submission(&key, &job_dir, &spec, "builtin")
+        .begin_submission(&key, &job_dir, &spec, "builtin", &[])
         .unwrap();
 
     // What `slurmkit submit` sends, run by plain ssh; its reply is thrown away, as if the link dropped.

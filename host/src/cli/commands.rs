@@ -15,9 +15,9 @@ use crate::cluster::{self, Connection, Target};
 use crate::config::Slurmfile;
 use crate::diagnostics::{exit, exit_code_for_state};
 use crate::job::journal::Journal;
+use crate::plugin::PluginEngine;
 use crate::plugin::callbacks::{Callbacks, Deliverer};
 use crate::plugin::renderer::Renderer;
-use crate::plugin::{PluginEngine, PluginSpec};
 use crate::slurm::state::{JobState, JobStatus};
 use crate::slurm::validate::JobId;
 
@@ -51,23 +51,13 @@ pub fn load_renderer<'e>(
     engine: &'e PluginEngine,
     file: Option<&Slurmfile>,
 ) -> anyhow::Result<Renderer<'e>> {
-    let Some((file, settings)) = file.and_then(|f| f.settings.renderer.as_ref().map(|r| (f, r)))
-    else {
-        return Ok(Renderer::builtin(engine)?);
-    };
-    let path = file.resolve_path(&settings.plugin);
-    let mut spec = PluginSpec::from_file(
-        &crate::plugin::file_stem(&path),
-        &path,
-        settings.sha256.as_deref(),
-    )?;
-    spec.config = crate::plugin::callbacks::config_pairs(&spec.name, settings.config.as_ref())?;
-    if let Some(grants) = &settings.grants {
-        spec.capabilities =
-            crate::plugin::Capabilities::from_grants(&spec.name, grants, &file.dir)?;
+    match file.and_then(|f| f.settings.renderer.as_ref().map(|r| (f, r))) {
+        Some((file, settings)) => Ok(Renderer::load(
+            engine,
+            crate::plugin::renderer_spec(file, settings)?,
+        )?),
+        None => Ok(Renderer::builtin(engine)?),
     }
-    spec.limits = crate::plugin::Limits::from_settings(settings.limits.as_ref());
-    Ok(Renderer::load(engine, spec)?)
 }
 
 fn engine(dirs: &Dirs) -> anyhow::Result<PluginEngine> {
@@ -92,14 +82,14 @@ struct Session<'e> {
 }
 
 impl<'e> Session<'e> {
+    /// Connect to the (already resolved) target and load the callbacks.
     async fn open(
-        global: &GlobalArgs,
+        target: Target,
         file: Option<&Slurmfile>,
         dirs: &Dirs,
         engine: &'e PluginEngine,
     ) -> anyhow::Result<Session<'e>> {
-        let target = plan::resolve_target(global, file)?;
-        let callbacks = Callbacks::load(engine, file).await?;
+        let callbacks = Callbacks::load(engine, file).await;
         let journal = Journal::open(&dirs.journal())?;
         let conn = Connection::open(&target, Arc::new(TerminalPrompter))
             .await
@@ -111,15 +101,18 @@ impl<'e> Session<'e> {
             journal,
             deliverer,
         };
-        // Jobs whose submission was interrupted are recovered before anything else.
-        for submitted in
-            cluster::reconcile(&session.conn, &session.target, &session.journal).await?
+        // Jobs whose submission was interrupted are recovered first; a problem there never stops the
+        // command the user asked for.
+        let mut observer = session.deliverer.observer(&session.journal);
+        if let Err(e) = cluster::reconcile(
+            &session.conn,
+            &session.target,
+            &session.journal,
+            &mut observer,
+        )
+        .await
         {
-            if let Some(record) = session.journal.submission(submitted.submission_id)? {
-                session
-                    .deliverer
-                    .submitted(&session.journal, &submitted, &record.spec);
-            }
+            tracing::warn!("could not check interrupted submissions: {e}");
         }
         Ok(session)
     }
@@ -138,10 +131,12 @@ async fn submit(
     job: &JobArgs,
     wait_for_end: bool,
 ) -> anyhow::Result<ExitCode> {
+    // The whole plan first: nothing is compiled or contacted for a job or cluster that cannot work.
     let spec = plan::resolve_job(file, job)?;
+    let target = plan::resolve_target(global, file)?;
     let engine = engine(dirs)?;
     let renderer = load_renderer(&engine, file)?;
-    let session = Session::open(global, file, dirs, &engine).await?;
+    let session = Session::open(target, file, dirs, &engine).await?;
     let submitted = cluster::submit(
         &session.conn,
         &session.target,
@@ -185,7 +180,7 @@ async fn status(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let engine = engine(dirs)?;
-    let session = Session::open(global, file, dirs, &engine).await?;
+    let session = Session::open(plan::resolve_target(global, file)?, file, dirs, &engine).await?;
     let ids: Vec<JobId> = if ids.is_empty() {
         session
             .journal
@@ -216,7 +211,7 @@ async fn wait(
     timeout: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let engine = engine(dirs)?;
-    let session = Session::open(global, file, dirs, &engine).await?;
+    let session = Session::open(plan::resolve_target(global, file)?, file, dirs, &engine).await?;
     let result = wait_until_done(
         &session,
         std::slice::from_ref(id),
@@ -241,7 +236,7 @@ async fn cancel(
     ids: &[JobId],
 ) -> anyhow::Result<ExitCode> {
     let engine = engine(dirs)?;
-    let session = Session::open(global, file, dirs, &engine).await?;
+    let session = Session::open(plan::resolve_target(global, file)?, file, dirs, &engine).await?;
     let result = crate::slurm::scancel(&session.conn, ids).await;
     if result.is_ok() {
         eprintln!(
@@ -263,7 +258,7 @@ async fn logs(
     follow: bool,
 ) -> anyhow::Result<ExitCode> {
     let engine = engine(dirs)?;
-    let session = Session::open(global, file, dirs, &engine).await?;
+    let session = Session::open(plan::resolve_target(global, file)?, file, dirs, &engine).await?;
     let result = print_logs(&session, id, stderr, follow).await;
     session.finish().await;
     result?;
@@ -310,21 +305,17 @@ async fn print_logs(
     }
 }
 
-/// Query statuses once, journal them, and queue callbacks for what changed.
+/// Query statuses once, queue callbacks for what changed, journal the new states, deliver.
 async fn observe(session: &Session<'_>, ids: &[JobId]) -> anyhow::Result<Vec<JobStatus>> {
-    let observed = cluster::observe(&session.conn, &session.target, &session.journal, ids).await?;
-    let mut statuses = Vec::new();
-    for (status, previous, submission_id) in observed {
-        if let Some(submission_id) = submission_id {
-            session.deliverer.status_observed(
-                &session.journal,
-                submission_id,
-                previous.as_ref(),
-                &status,
-            );
-        }
-        statuses.push(status);
-    }
+    let mut observer = session.deliverer.status_observer(&session.journal);
+    let statuses = cluster::observe(
+        &session.conn,
+        &session.target,
+        &session.journal,
+        ids,
+        &mut observer,
+    )
+    .await?;
     session.deliverer.deliver_due(&session.journal).await;
     Ok(statuses)
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::args::{JobArgs, PluginCommand};
 use super::plan::{self, Dirs};
-use crate::config::Slurmfile;
+use crate::config::{CallbackSettings, RendererSettings, Slurmfile};
 use crate::diagnostics::exit;
 use crate::job::spec::{JobSpec, Payload};
 use crate::plugin::callbacks::{CallbackPlugin, EventDetail, HostEvent};
@@ -57,35 +57,34 @@ pub async fn run(
 
 /// The plugin's settings (config, grants, limits) from the Slurmfile entry that names this file, if any.
 fn configured_spec(path: &Path, file: Option<&Slurmfile>) -> anyhow::Result<PluginSpec> {
-    let mut spec = PluginSpec::from_file(&crate::plugin::file_stem(path), path, None)?;
-    let Some(file) = file else { return Ok(spec) };
+    let unconfigured = || PluginSpec::from_file(&crate::plugin::file_stem(path), path, None);
+    let Some(file) = file else {
+        return Ok(unconfigured()?);
+    };
     let target = path.canonicalize().ok();
     let same = |written: &str| file.resolve_path(written).canonicalize().ok() == target;
+    // `check` runs the file it is given, whatever the Slurmfile pins: it is how a new build is tried.
     if let Some(renderer) = file.settings.renderer.as_ref().filter(|r| same(&r.plugin)) {
-        spec.config = crate::plugin::callbacks::config_pairs(&spec.name, renderer.config.as_ref())?;
-        if let Some(grants) = &renderer.grants {
-            spec.capabilities =
-                crate::plugin::Capabilities::from_grants(&spec.name, grants, &file.dir)?;
-        }
-        spec.limits = crate::plugin::Limits::from_settings(renderer.limits.as_ref());
-    } else if let Some(callback) = file
+        let settings = RendererSettings {
+            sha256: None,
+            ..renderer.clone()
+        };
+        return Ok(crate::plugin::renderer_spec(file, &settings)?);
+    }
+    if let Some(callback) = file
         .settings
         .callbacks
         .iter()
         .flatten()
         .find(|c| same(&c.plugin))
     {
-        if let Some(name) = &callback.name {
-            spec.name = name.clone();
-        }
-        spec.config = crate::plugin::callbacks::config_pairs(&spec.name, callback.config.as_ref())?;
-        if let Some(grants) = &callback.grants {
-            spec.capabilities =
-                crate::plugin::Capabilities::from_grants(&spec.name, grants, &file.dir)?;
-        }
-        spec.limits = crate::plugin::Limits::from_settings(callback.limits.as_ref());
+        let settings = CallbackSettings {
+            sha256: None,
+            ..callback.clone()
+        };
+        return Ok(crate::plugin::callback_spec(file, &settings)?);
     }
-    Ok(spec)
+    Ok(unconfigured()?)
 }
 
 async fn check(

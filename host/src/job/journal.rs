@@ -78,6 +78,9 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (event_id, plugin)
     );
     CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);",
+    // 3: the callbacks configured when the job was submitted, so its events are journaled for them
+    // whichever later run (and from whichever directory) observes the job.
+    "ALTER TABLE submissions ADD COLUMN callbacks_json TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Where a submission stands.
@@ -101,6 +104,22 @@ impl SubmissionState {
     }
 }
 
+/// A callback configured for a submission: its name and the Slurmfile's `events` filter (`None`: all
+/// the plugin subscribes to).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallbackRoute {
+    pub name: String,
+    pub events: Option<Vec<String>>,
+}
+
+impl CallbackRoute {
+    pub fn admits(&self, event_kind: &str) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|events| events.iter().any(|e| e == event_kind))
+    }
+}
+
 /// One submission as recorded.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -116,6 +135,8 @@ pub struct Submission {
     pub job_id: Option<JobId>,
     pub created_ms: i64,
     pub last_status: Option<JobStatus>,
+    /// The callbacks its events are journaled for.
+    pub callbacks: Vec<CallbackRoute>,
 }
 
 /// A callback delivery waiting or done.
@@ -165,12 +186,22 @@ impl Journal {
         job_dir: &str,
         spec: &JobSpec,
         renderer: &str,
+        callbacks: &[CallbackRoute],
     ) -> Result<i64, JournalError> {
         let now = now_ms();
         self.conn.execute(
-            "INSERT INTO submissions (cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'submitting', ?7, ?7)",
-            params![cluster, spec.name.as_str(), job_dir, serde_json::to_string(spec)?, spec.sha256(), renderer, now],
+            "INSERT INTO submissions (cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, created_ms, updated_ms, callbacks_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'submitting', ?7, ?7, ?8)",
+            params![
+                cluster,
+                spec.name.as_str(),
+                job_dir,
+                serde_json::to_string(spec)?,
+                spec.sha256(),
+                renderer,
+                now,
+                serde_json::to_string(callbacks)?
+            ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -211,10 +242,10 @@ impl Journal {
             .query_row(
                 &format!("{SELECT} WHERE cluster = ?1 AND (job_id = ?2 OR job_id = ?3) ORDER BY id DESC LIMIT 1"),
                 params![cluster, job_id.as_str(), job_id.base()],
-                read_row,
+                |row| Ok(submission_from_row(row)),
             )
             .optional()?;
-        row.map(finish_row).transpose()
+        row.transpose()
     }
 
     /// Submissions on `cluster` whose job id never came back (the connection dropped during sbatch).
@@ -222,10 +253,8 @@ impl Journal {
         let mut statement = self.conn.prepare(&format!(
             "{SELECT} WHERE cluster = ?1 AND state = 'submitting' ORDER BY id"
         ))?;
-        let rows = statement
-            .query_map(params![cluster], read_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_row).collect()
+        let rows = statement.query_map(params![cluster], |row| Ok(submission_from_row(row)))?;
+        readable(rows)
     }
 
     /// The most recent submissions on `cluster`, newest first.
@@ -233,18 +262,19 @@ impl Journal {
         let mut statement = self.conn.prepare(&format!(
             "{SELECT} WHERE cluster = ?1 ORDER BY id DESC LIMIT ?2"
         ))?;
-        let rows = statement
-            .query_map(params![cluster, limit], read_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_row).collect()
+        let rows =
+            statement.query_map(params![cluster, limit], |row| Ok(submission_from_row(row)))?;
+        readable(rows)
     }
 
     pub fn submission(&self, id: i64) -> Result<Option<Submission>, JournalError> {
         let row = self
             .conn
-            .query_row(&format!("{SELECT} WHERE id = ?1"), params![id], read_row)
+            .query_row(&format!("{SELECT} WHERE id = ?1"), params![id], |row| {
+                Ok(submission_from_row(row))
+            })
             .optional()?;
-        row.map(finish_row).transpose()
+        row.transpose()
     }
 
     /// Queue a delivery of `event_id` to `plugin`, once: a second call for the same pair does nothing.
@@ -304,6 +334,15 @@ impl Journal {
         Ok(())
     }
 
+    /// Record that a delivery is not needed (the plugin does not subscribe to the event).
+    pub fn mark_skipped(&self, id: i64, reason: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE deliveries SET state = 'skipped', last_error = ?2 WHERE id = ?1",
+            params![id, reason],
+        )?;
+        Ok(())
+    }
+
     /// Record a failed attempt: retry at `retry_at_ms`, or give up (`None`).
     pub fn mark_attempt_failed(
         &self,
@@ -350,65 +389,43 @@ pub struct DeliveryState {
     pub last_error: Option<String>,
 }
 
-const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json FROM submissions";
+const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json, callbacks_json FROM submissions";
 
-type Row = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    i64,
-    Option<String>,
-);
-
-fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-        row.get(10)?,
-    ))
-}
-
-fn finish_row(row: Row) -> Result<Submission, JournalError> {
-    let (
-        id,
-        cluster,
-        job_name,
-        job_dir,
-        spec_json,
-        spec_sha256,
-        renderer,
-        state,
-        job_id,
-        created_ms,
-        last_status,
-    ) = row;
+fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalError> {
+    let spec_json: String = row.get(4)?;
+    let state: String = row.get(7)?;
+    let job_id: Option<String> = row.get(8)?;
+    let last_status: Option<String> = row.get(10)?;
+    let callbacks: String = row.get(11)?;
     Ok(Submission {
-        id,
-        cluster,
-        job_name,
-        job_dir,
+        id: row.get(0)?,
+        cluster: row.get(1)?,
+        job_name: row.get(2)?,
+        job_dir: row.get(3)?,
         spec: serde_json::from_str(&spec_json)?,
-        spec_sha256,
-        renderer,
+        spec_sha256: row.get(5)?,
+        renderer: row.get(6)?,
         state: SubmissionState::parse(&state),
         job_id: job_id.and_then(|id| JobId::parse(&id).ok()),
-        created_ms,
+        created_ms: row.get(9)?,
         last_status: last_status.and_then(|s| serde_json::from_str(&s).ok()),
+        callbacks: serde_json::from_str(&callbacks).unwrap_or_default(),
     })
+}
+
+/// The rows that read back; one this version cannot read (written by a newer slurmkit, say) is logged
+/// and skipped rather than making every listing fail.
+fn readable(
+    rows: impl Iterator<Item = rusqlite::Result<Result<Submission, JournalError>>>,
+) -> Result<Vec<Submission>, JournalError> {
+    let mut submissions = Vec::new();
+    for row in rows {
+        match row? {
+            Ok(submission) => submissions.push(submission),
+            Err(e) => tracing::warn!("skipping a journal entry this slurmkit cannot read: {e}"),
+        }
+    }
+    Ok(submissions)
 }
 
 /// Apply the migrations not yet applied, in one exclusive transaction.
@@ -466,7 +483,13 @@ mod tests {
     fn submission_lifecycle() {
         let journal = Journal::open_in_memory().unwrap();
         let id = journal
-            .begin_submission("u@h:22", "/home/u/slurm_jobs/hello-x", &spec(), "builtin")
+            .begin_submission(
+                "u@h:22",
+                "/home/u/slurm_jobs/hello-x",
+                &spec(),
+                "builtin",
+                &[],
+            )
             .unwrap();
         assert_eq!(journal.unresolved("u@h:22").unwrap().len(), 1);
         let job_id = JobId::parse("42").unwrap();

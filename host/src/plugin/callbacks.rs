@@ -6,7 +6,7 @@
 //! backoff, within this run for a few seconds and by any later `slurmkit` run after that. Nothing a
 //! callback does can stop or undo a submission.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 use super::bindings::v0_1_0::callbacks::{Callbacks as CallbacksWorld, CallbacksPre};
 use super::bindings::v0_1_0::types as wit;
 use super::{
-    Capabilities, EventKind, Limits, PluginEngine, PluginError, PluginSpec, PluginState, convert,
-    export_names, link_error,
+    EventKind, PluginEngine, PluginError, PluginSpec, PluginState, convert, export_names,
+    link_error,
 };
-use crate::cluster::{SubmitObserver, Submitted};
+use crate::cluster::{StatusObserver, SubmitObserver, Submitted};
 use crate::config::Slurmfile;
-use crate::job::journal::{Delivery, Journal, now_ms};
+use crate::job::journal::{CallbackRoute, Delivery, Journal, Submission, now_ms};
 use crate::job::spec::JobSpec;
-use crate::slurm::state::JobStatus;
+use crate::slurm::state::{JobState, JobStatus};
 
 /// Attempts before a delivery is given up (marked `failed` in the journal).
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -227,10 +227,13 @@ pub fn config_pairs(
         .collect()
 }
 
-/// The callbacks configured in the Slurmfile.
+/// The callbacks configured in the Slurmfile: the ones that loaded, and the routes of all of them.
 pub struct Callbacks<'e> {
     engine: &'e PluginEngine,
     plugins: Vec<CallbackPlugin>,
+    /// Every configured callback, loaded or not: a job's events are journaled for all of them, so a
+    /// plugin that fails to load today still gets them once it is fixed.
+    routes: Vec<CallbackRoute>,
 }
 
 impl<'e> Callbacks<'e> {
@@ -238,32 +241,26 @@ impl<'e> Callbacks<'e> {
         Callbacks {
             engine,
             plugins: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
     /// Load every `[[callbacks]]` entry. One that cannot be loaded (missing file, wrong sha256, bad
     /// grant, incompatible) is reported and skipped: callbacks never stand between a user and their job.
-    pub async fn load(
-        engine: &'e PluginEngine,
-        file: Option<&Slurmfile>,
-    ) -> Result<Callbacks<'e>, PluginError> {
+    pub async fn load(engine: &'e PluginEngine, file: Option<&Slurmfile>) -> Callbacks<'e> {
         let mut callbacks = Callbacks::none(engine);
-        let Some(file) = file else {
-            return Ok(callbacks);
-        };
+        let Some(file) = file else { return callbacks };
         for settings in file.settings.callbacks.iter().flatten() {
-            let path = file.resolve_path(&settings.plugin);
-            let name = settings
-                .name
-                .clone()
-                .unwrap_or_else(|| super::file_stem(&path));
+            let name = super::callback_name(file, settings);
+            callbacks.routes.push(CallbackRoute {
+                name: name.clone(),
+                events: settings
+                    .events
+                    .as_ref()
+                    .map(|kinds| kinds.iter().map(|k| k.as_str().to_string()).collect()),
+            });
             let loaded = async {
-                let mut spec = PluginSpec::from_file(&name, &path, settings.sha256.as_deref())?;
-                spec.config = config_pairs(&name, settings.config.as_ref())?;
-                if let Some(grants) = &settings.grants {
-                    spec.capabilities = Capabilities::from_grants(&name, grants, &file.dir)?;
-                }
-                spec.limits = Limits::from_settings(settings.limits.as_ref());
+                let spec = super::callback_spec(file, settings)?;
                 CallbackPlugin::load(engine, spec, settings.events.as_deref()).await
             }
             .await;
@@ -271,7 +268,7 @@ impl<'e> Callbacks<'e> {
                 Ok(plugin) => callbacks.plugins.push(plugin),
                 Err(error) => {
                     tracing::error!(
-                        "callback {name} is not loaded, and its events are not delivered: {error}"
+                        "callback {name} is not loaded; its events are journaled and wait for it: {error}"
                     );
                     if let Some(hint) = error.hint() {
                         tracing::error!("hint: {hint}");
@@ -279,11 +276,7 @@ impl<'e> Callbacks<'e> {
                 }
             }
         }
-        Ok(callbacks)
-    }
-
-    pub fn plugins(&self) -> &[CallbackPlugin] {
-        &self.plugins
+        callbacks
     }
 }
 
@@ -298,33 +291,48 @@ impl<'e> Deliverer<'e> {
         Deliverer { callbacks, cluster }
     }
 
-    /// Journal `event` for every plugin subscribed to its kind.
-    pub fn enqueue(&self, journal: &Journal, submission_id: Option<i64>, event: &HostEvent) {
-        if self.callbacks.plugins.is_empty() {
+    /// Journal `event` for every route that admits its kind.
+    fn enqueue(
+        &self,
+        journal: &Journal,
+        submission_id: i64,
+        routes: &[CallbackRoute],
+        event: &HostEvent,
+    ) {
+        let routes: Vec<&CallbackRoute> = routes
+            .iter()
+            .filter(|r| r.admits(event.kind.as_str()))
+            .collect();
+        if routes.is_empty() {
             return;
         }
         let json = match serde_json::to_string(event) {
             Ok(json) => json,
             Err(e) => return tracing::error!("cannot journal event {}: {e}", event.id),
         };
-        for plugin in self
-            .callbacks
-            .plugins
-            .iter()
-            .filter(|p| p.events.contains(&event.kind))
-        {
+        for route in routes {
             if let Err(e) = journal.enqueue_delivery(
-                submission_id,
+                Some(submission_id),
                 &event.id,
                 event.kind.as_str(),
                 &json,
-                &plugin.spec.name,
+                &route.name,
             ) {
+                tracing::error!("cannot journal event {} for {}: {e}", event.id, route.name);
+            }
+        }
+    }
+
+    /// The routes recorded with a submission (the callbacks configured when it was submitted).
+    fn routes_of(&self, journal: &Journal, submission_id: i64) -> Vec<CallbackRoute> {
+        match journal.submission(submission_id) {
+            Ok(Some(submission)) => submission.callbacks,
+            Ok(None) => Vec::new(),
+            Err(e) => {
                 tracing::error!(
-                    "cannot journal event {} for {}: {e}",
-                    event.id,
-                    plugin.spec.name
+                    "cannot read submission {submission_id} from the journal ({e}); using the Slurmfile's callbacks"
                 );
+                self.callbacks.routes.clone()
             }
         }
     }
@@ -350,7 +358,7 @@ impl<'e> Deliverer<'e> {
         }
     }
 
-    /// The observer `cluster::submit` calls at each step.
+    /// The observer `cluster::submit` and `cluster::reconcile` call at each step.
     pub fn observer<'a>(&'a self, journal: &'a Journal) -> SubmitEvents<'a, 'e> {
         SubmitEvents {
             deliverer: self,
@@ -358,66 +366,11 @@ impl<'e> Deliverer<'e> {
         }
     }
 
-    /// Queue the `submitted` event (also used when an interrupted submission is recovered).
-    pub fn submitted(&self, journal: &Journal, submitted: &Submitted, spec: &JobSpec) {
-        let id = submitted.job_id.to_string();
-        let event = self.event(
-            EventKind::Submitted,
-            spec,
-            &submitted.job_dir,
-            Some(&id),
-            EventDetail::Submitted(id.clone()),
-            "",
-        );
-        self.enqueue(journal, Some(submitted.submission_id), &event);
-    }
-
-    /// Queue `status-changed` (and `completed` or `failed`) when a journaled job's state changed.
-    pub fn status_observed(
-        &self,
-        journal: &Journal,
-        submission_id: i64,
-        previous: Option<&JobStatus>,
-        current: &JobStatus,
-    ) {
-        if previous.is_some_and(|p| p.state == current.state)
-            || current.state == crate::slurm::state::JobState::Unknown
-        {
-            return;
-        }
-        let Ok(Some(submission)) = journal.submission(submission_id) else {
-            return;
-        };
-        let job_id = current.job_id.to_string();
-        let detail = EventDetail::Status {
-            previous: previous.cloned(),
-            current: current.clone(),
-        };
-        let suffix = format!(":{}:{}", job_id, current.state);
-        let changed = self.event(
-            EventKind::StatusChanged,
-            &submission.spec,
-            &submission.job_dir,
-            Some(&job_id),
-            detail.clone(),
-            &suffix,
-        );
-        self.enqueue(journal, Some(submission_id), &changed);
-        if current.state.is_terminal() {
-            let kind = if current.state == crate::slurm::state::JobState::Completed {
-                EventKind::Completed
-            } else {
-                EventKind::Failed
-            };
-            let ended = self.event(
-                kind,
-                &submission.spec,
-                &submission.job_dir,
-                Some(&job_id),
-                detail,
-                &format!(":{job_id}"),
-            );
-            self.enqueue(journal, Some(submission_id), &ended);
+    /// The observer `cluster::observe` calls when a journaled job changes state.
+    pub fn status_observer<'a>(&'a self, journal: &'a Journal) -> StatusEvents<'a, 'e> {
+        StatusEvents {
+            deliverer: self,
+            journal,
         }
     }
 
@@ -430,20 +383,16 @@ impl<'e> Deliverer<'e> {
             return;
         }
         let started = std::time::Instant::now();
-        // After the first pass, only deliveries that asked to be retried soon are tried again.
-        let mut retry_soon: Option<Vec<i64>> = None;
+        // Deliveries worth waiting for in this run, and when each is due again.
+        let mut waiting: HashMap<i64, i64> = HashMap::new();
+        let mut first_pass = true;
         loop {
             let due = match journal.due_deliveries(now_ms()) {
                 Ok(due) => due,
                 Err(e) => return tracing::error!("cannot read pending callback deliveries: {e}"),
             };
-            let mut next_soon: Option<i64> = None;
-            let mut waiting = Vec::new();
             for delivery in due {
-                if retry_soon
-                    .as_ref()
-                    .is_some_and(|ids| !ids.contains(&delivery.id))
-                {
+                if !first_pass && !waiting.contains_key(&delivery.id) {
                     continue;
                 }
                 let Some(plugin) = self
@@ -454,18 +403,20 @@ impl<'e> Deliverer<'e> {
                 else {
                     continue;
                 };
-                if let Some(at) = self.attempt(journal, plugin, &delivery).await {
-                    next_soon = Some(next_soon.map_or(at, |n: i64| n.min(at)));
-                    waiting.push(delivery.id);
-                }
+                match self.attempt(journal, plugin, &delivery).await {
+                    Some(retry_at) => waiting.insert(delivery.id, retry_at),
+                    None => waiting.remove(&delivery.id),
+                };
             }
-            let Some(next) = next_soon else { return };
+            first_pass = false;
+            let Some(next) = waiting.values().min().copied() else {
+                return;
+            };
             let wait = Duration::from_millis((next - now_ms()).max(0) as u64);
             if started.elapsed() + wait > IN_RUN_RETRY_BUDGET {
                 return;
             }
             tokio::time::sleep(wait).await;
-            retry_soon = Some(waiting);
         }
     }
 
@@ -477,6 +428,17 @@ impl<'e> Deliverer<'e> {
         plugin: &CallbackPlugin,
         delivery: &Delivery,
     ) -> Option<i64> {
+        let kind = EventKind::parse(&delivery.event_kind);
+        if kind.is_none_or(|kind| !plugin.events.contains(&kind)) {
+            let reason = format!(
+                "{} does not subscribe to {}",
+                plugin.spec.name, delivery.event_kind
+            );
+            if let Err(e) = journal.mark_skipped(delivery.id, &reason) {
+                tracing::error!("cannot record a skipped delivery: {e}");
+            }
+            return None;
+        }
         let event: HostEvent = match serde_json::from_str(&delivery.event_json) {
             Ok(event) => event,
             Err(e) => {
@@ -535,29 +497,96 @@ pub struct SubmitEvents<'a, 'e> {
 
 impl SubmitEvents<'_, '_> {
     /// Queue an event that carries no detail beyond the job.
-    fn emit(&self, kind: EventKind, submission_id: Option<i64>, spec: &JobSpec, job_dir: &str) {
+    fn emit(&self, kind: EventKind, submission_id: i64, spec: &JobSpec, job_dir: &str) {
         let event = self
             .deliverer
             .event(kind, spec, job_dir, None, EventDetail::None, "");
-        self.deliverer.enqueue(self.journal, submission_id, &event);
+        let routes = self.deliverer.routes_of(self.journal, submission_id);
+        self.deliverer
+            .enqueue(self.journal, submission_id, &routes, &event);
     }
 }
 
 impl SubmitObserver for SubmitEvents<'_, '_> {
-    fn staging_begin(&mut self, spec: &JobSpec, job_dir: &str) {
-        self.emit(EventKind::PackagingBegin, None, spec, job_dir);
+    fn callback_routes(&self) -> Vec<CallbackRoute> {
+        self.deliverer.callbacks.routes.clone()
     }
 
-    fn staging_end(&mut self, spec: &JobSpec, job_dir: &str) {
-        self.emit(EventKind::PackagingEnd, None, spec, job_dir);
+    fn staging_begin(&mut self, submission_id: i64, spec: &JobSpec, job_dir: &str) {
+        self.emit(EventKind::PackagingBegin, submission_id, spec, job_dir);
+    }
+
+    fn staging_end(&mut self, submission_id: i64, spec: &JobSpec, job_dir: &str) {
+        self.emit(EventKind::PackagingEnd, submission_id, spec, job_dir);
     }
 
     fn submit_begin(&mut self, submission_id: i64, spec: &JobSpec, job_dir: &str) {
-        self.emit(EventKind::SubmitBegin, Some(submission_id), spec, job_dir);
+        self.emit(EventKind::SubmitBegin, submission_id, spec, job_dir);
     }
 
+    /// Also used when an interrupted submission is recovered.
     fn submitted(&mut self, submitted: &Submitted, spec: &JobSpec) {
-        self.deliverer.submitted(self.journal, submitted, spec);
+        let id = submitted.job_id.to_string();
+        let event = self.deliverer.event(
+            EventKind::Submitted,
+            spec,
+            &submitted.job_dir,
+            Some(&id),
+            EventDetail::Submitted(id.clone()),
+            "",
+        );
+        let routes = self
+            .deliverer
+            .routes_of(self.journal, submitted.submission_id);
+        self.deliverer
+            .enqueue(self.journal, submitted.submission_id, &routes, &event);
+    }
+}
+
+/// Queues `status-changed`, and `completed` or `failed`, when a journaled job changes state.
+pub struct StatusEvents<'a, 'e> {
+    deliverer: &'a Deliverer<'e>,
+    journal: &'a Journal,
+}
+
+impl StatusObserver for StatusEvents<'_, '_> {
+    fn changed(
+        &mut self,
+        submission: &Submission,
+        previous: Option<&JobStatus>,
+        current: &JobStatus,
+    ) {
+        let deliverer = self.deliverer;
+        let job_id = current.job_id.to_string();
+        let detail = EventDetail::Status {
+            previous: previous.cloned(),
+            current: current.clone(),
+        };
+        let changed = deliverer.event(
+            EventKind::StatusChanged,
+            &submission.spec,
+            &submission.job_dir,
+            Some(&job_id),
+            detail.clone(),
+            &format!(":{job_id}:{}", current.state),
+        );
+        deliverer.enqueue(self.journal, submission.id, &submission.callbacks, &changed);
+        if current.state.is_terminal() {
+            let kind = if current.state == JobState::Completed {
+                EventKind::Completed
+            } else {
+                EventKind::Failed
+            };
+            let ended = deliverer.event(
+                kind,
+                &submission.spec,
+                &submission.job_dir,
+                Some(&job_id),
+                detail,
+                &format!(":{job_id}"),
+            );
+            deliverer.enqueue(self.journal, submission.id, &submission.callbacks, &ended);
+        }
     }
 }
 

@@ -25,6 +25,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use bindings::v0_1_0::VERSION as WIT_VERSION;
+
+use crate::config::{CallbackSettings, Grants, LimitSettings, RendererSettings, Slurmfile};
 pub use caps::{Capabilities, Limits};
 pub use convert::EventKind;
 
@@ -200,6 +202,68 @@ impl PluginSpec {
     pub fn provenance(&self) -> String {
         format!("{} sha256:{}", self.origin, self.sha256)
     }
+}
+
+/// The renderer a Slurmfile configures: its file (checked against its pin), config, grants and limits.
+pub fn renderer_spec(
+    file: &Slurmfile,
+    settings: &RendererSettings,
+) -> Result<PluginSpec, PluginError> {
+    let path = file.resolve_path(&settings.plugin);
+    let name = file_stem(&path);
+    configured(
+        file,
+        &name,
+        &path,
+        settings.sha256.as_deref(),
+        settings.config.as_ref(),
+        settings.grants.as_ref(),
+        settings.limits.as_ref(),
+    )
+}
+
+/// A `[[callbacks]]` entry's name: its `name`, or its file's stem.
+pub fn callback_name(file: &Slurmfile, settings: &CallbackSettings) -> String {
+    settings
+        .name
+        .clone()
+        .unwrap_or_else(|| file_stem(&file.resolve_path(&settings.plugin)))
+}
+
+/// A callback a Slurmfile configures.
+pub fn callback_spec(
+    file: &Slurmfile,
+    settings: &CallbackSettings,
+) -> Result<PluginSpec, PluginError> {
+    let path = file.resolve_path(&settings.plugin);
+    let name = callback_name(file, settings);
+    configured(
+        file,
+        &name,
+        &path,
+        settings.sha256.as_deref(),
+        settings.config.as_ref(),
+        settings.grants.as_ref(),
+        settings.limits.as_ref(),
+    )
+}
+
+fn configured(
+    file: &Slurmfile,
+    name: &str,
+    path: &Path,
+    sha256: Option<&str>,
+    config: Option<&toml::Table>,
+    grants: Option<&Grants>,
+    limits: Option<&LimitSettings>,
+) -> Result<PluginSpec, PluginError> {
+    let mut spec = PluginSpec::from_file(name, path, sha256)?;
+    spec.config = callbacks::config_pairs(name, config)?;
+    if let Some(grants) = grants {
+        spec.capabilities = Capabilities::from_grants(name, grants, &file.dir)?;
+    }
+    spec.limits = Limits::from_settings(limits);
+    Ok(spec)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -12,9 +12,12 @@ use quote::ShellCommand;
 use state::{JobState, JobStatus};
 use validate::JobId;
 
-/// File in the job directory that receives sbatch's job id before anything reads it back, so a
-/// connection that drops right after submission cannot lose the id.
+/// File in the job directory that holds the id sbatch printed. The id is read from there, never from
+/// the command's output: a login shell may add to that output, and the reply can be lost while the job
+/// is queued. Written as [`JOB_ID_PENDING_FILE`] and renamed once sbatch has finished.
 pub const JOB_ID_FILE: &str = "job_id";
+/// Where sbatch's output goes while it runs.
+pub const JOB_ID_PENDING_FILE: &str = ".job_id.tmp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
@@ -24,18 +27,19 @@ pub enum SlurmError {
     UnexpectedSbatchOutput { output: String },
 }
 
-/// Submit `script` (a file name inside `job_dir`) with `sbatch --parsable`, run inside `job_dir`.
-pub async fn sbatch(exec: &impl Exec, job_dir: &str, script: &str) -> Result<JobId, SlurmError> {
-    let pending = format!(".{JOB_ID_FILE}.tmp");
-    let command = ShellCommand::new("sbatch")
+/// The command that submits `script` (a file name inside `job_dir`) with `sbatch --parsable`, run inside
+/// `job_dir`, leaving the id in [`JOB_ID_FILE`].
+pub fn sbatch_command(job_dir: &str, script: &str) -> ShellCommand {
+    ShellCommand::new("sbatch")
         .arg("--parsable")
         .arg(script)
-        .stdout_to(&pending)
-        .and_then(ShellCommand::new("mv").arg(&pending).arg(JOB_ID_FILE))
-        .and_then(ShellCommand::new("cat").arg(JOB_ID_FILE))
-        .in_dir(job_dir);
-    let output = exec.exec(&command).await?.check(&command)?;
-    parse_parsable(&output.stdout_text())
+        .stdout_to(JOB_ID_PENDING_FILE)
+        .and_then(
+            ShellCommand::new("mv")
+                .arg(JOB_ID_PENDING_FILE)
+                .arg(JOB_ID_FILE),
+        )
+        .in_dir(job_dir)
 }
 
 /// `sbatch --parsable` prints `<id>` or `<id>;<cluster>`.
