@@ -71,6 +71,12 @@ pub enum ClusterError {
         "the output path {pattern:?} of job {job_id} uses a pattern only the compute node can expand"
     )]
     UnexpandablePattern { job_id: JobId, pattern: String },
+    #[error(
+        "job {job_id} is not known to Slurm (squeue, scontrol, sacct) or to this machine's journal"
+    )]
+    UnknownJob { job_id: JobId },
+    #[error("gave up waiting after {seconds} s; the job is still {state}")]
+    WaitTimedOut { seconds: u64, state: JobState },
     #[error("job {job_id} is an array: each task has its own output")]
     ArrayTaskNeeded { job_id: JobId },
 }
@@ -83,6 +89,10 @@ impl ClusterError {
             ClusterError::NotJournaled { .. } => Some(
                 "`slurmkit status` works for any job id; logs and callbacks need a job submitted from this machine (or pass the same --data-dir)".into(),
             ),
+            ClusterError::UnknownJob { .. } => Some(
+                "check the job id and the cluster; a job that finished more than MinJobAge ago (300 s by default) is forgotten by Slurm unless the cluster keeps accounting".into(),
+            ),
+            ClusterError::WaitTimedOut { .. } => Some("the job keeps running; `slurmkit wait` it again, or `slurmkit status` it later".into()),
             ClusterError::ArrayTaskNeeded { job_id } => Some(format!(
                 "name a task: `slurmkit logs {job_id}_0` (`slurmkit status {job_id}` lists them)"
             )),
@@ -356,6 +366,7 @@ pub async fn read_log(
     job_id: &JobId,
     stderr: bool,
     offset: u64,
+    limit: u64,
 ) -> Result<Vec<u8>, ClusterError> {
     let submission = journal
         .find_by_job_id(&target.key, job_id)?
@@ -370,7 +381,7 @@ pub async fn read_log(
     }
     let files = conn.files().await?;
     let dir = files.open_job_dir(&submission.job_dir).await?;
-    match dir.read_from(&name, offset, u64::MAX).await {
+    match dir.read_from(&name, offset, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(TransferError::NotFound { path }) => {
             let state = match slurm::status(conn, std::slice::from_ref(job_id)).await {

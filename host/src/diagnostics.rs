@@ -34,11 +34,15 @@ pub mod exit {
     pub const CLUSTER: u8 = 6;
     /// A plugin could not be loaded or failed.
     pub const PLUGIN: u8 = 7;
+    /// `wait --timeout` ran out while the job was still going.
+    pub const WAIT_TIMEOUT: u8 = 8;
     /// The job ended FAILED (or NODE_FAIL, BOOT_FAIL, DEADLINE, PREEMPTED, UNKNOWN).
     pub const JOB_FAILED: u8 = 10;
     pub const JOB_CANCELLED: u8 = 11;
     pub const JOB_TIMEOUT: u8 = 12;
     pub const JOB_OUT_OF_MEMORY: u8 = 13;
+    /// Slurm does not know the job (a wrong id, or one forgotten without accounting).
+    pub const JOB_UNKNOWN: u8 = 14;
 }
 
 /// The exit code for a job that reached `state`.
@@ -85,6 +89,8 @@ pub fn exit_code_for_error(error: &anyhow::Error) -> u8 {
                 ClusterError::Ssh(SshError::HostKey(_)) => exit::HOST_KEY,
                 ClusterError::Ssh(SshError::Auth(_)) => exit::AUTH,
                 ClusterError::Plugin(_) => exit::PLUGIN,
+                ClusterError::WaitTimedOut { .. } => exit::WAIT_TIMEOUT,
+                ClusterError::UnknownJob { .. } => exit::JOB_UNKNOWN,
                 ClusterError::Journal(_) => exit::INTERNAL,
                 _ => exit::CLUSTER,
             };

@@ -271,6 +271,8 @@ async fn print_logs(
     stderr: bool,
     follow: bool,
 ) -> anyhow::Result<()> {
+    /// Output is copied in pieces of this size, so a huge log never sits in memory whole.
+    const CHUNK: u64 = 1 << 20;
     let (conn, target, journal) = (&session.conn, &session.target, &session.journal);
     let mut offset = 0u64;
     let mut interval = Duration::from_millis(500);
@@ -283,18 +285,23 @@ async fn print_logs(
         } else {
             true
         };
-        match cluster::read_log(conn, target, journal, id, stderr, offset).await {
-            Ok(bytes) => {
-                offset += bytes.len() as u64;
-                let mut out = std::io::stdout().lock();
-                out.write_all(&bytes)?;
-                out.flush()?;
-                if !bytes.is_empty() {
-                    interval = Duration::from_millis(500);
+        loop {
+            match cluster::read_log(conn, target, journal, id, stderr, offset, CHUNK).await {
+                Ok(bytes) => {
+                    offset += bytes.len() as u64;
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&bytes)?;
+                    out.flush()?;
+                    if !bytes.is_empty() {
+                        interval = Duration::from_millis(500);
+                    }
+                    if (bytes.len() as u64) < CHUNK {
+                        break;
+                    }
                 }
+                Err(cluster::ClusterError::NoOutputYet { .. }) if follow && !finished => break,
+                Err(e) => return Err(e.into()),
             }
-            Err(cluster::ClusterError::NoOutputYet { .. }) if follow && !finished => {}
-            Err(e) => return Err(e.into()),
         }
         // Read once more after the job ends: output is flushed when the job exits.
         if finished {
@@ -327,44 +334,73 @@ async fn wait_until_done(
     ids: &[JobId],
     timeout: Option<Duration>,
 ) -> anyhow::Result<Vec<JobStatus>> {
+    /// Consecutive failed queries tolerated (the controller restarting, a busy login node) before
+    /// giving up; with the backoff below that is about ten minutes.
+    const TRANSIENT_FAILURES: u32 = 25;
     let started = std::time::Instant::now();
     let mut interval = Duration::from_millis(250);
     let mut last_states: Vec<(JobId, JobState)> = Vec::new();
+    let mut failures = 0;
     loop {
-        let statuses = observe(session, ids).await?;
-        let states: Vec<(JobId, JobState)> = statuses
-            .iter()
-            .map(|s| (s.job_id.clone(), s.state))
-            .collect();
-        if states != last_states {
-            for status in &statuses {
-                tracing::info!("job {} is {}", status.job_id, status.state);
+        match observe(session, ids).await {
+            Ok(statuses) => {
+                failures = 0;
+                if let Some(unknown) = statuses.iter().find(|s| s.state == JobState::Unknown) {
+                    return Err(cluster::ClusterError::UnknownJob {
+                        job_id: unknown.job_id.clone(),
+                    }
+                    .into());
+                }
+                let states: Vec<(JobId, JobState)> = statuses
+                    .iter()
+                    .map(|s| (s.job_id.clone(), s.state))
+                    .collect();
+                if states != last_states {
+                    for status in &statuses {
+                        tracing::info!("job {} is {}", status.job_id, status.state);
+                    }
+                    interval = Duration::from_millis(250);
+                    last_states = states;
+                }
+                if !statuses.is_empty() && statuses.iter().all(|s| s.state.is_terminal()) {
+                    return Ok(statuses);
+                }
             }
-            interval = Duration::from_millis(250);
-            last_states = states;
-        }
-        if !statuses.is_empty()
-            && statuses
-                .iter()
-                .all(|s| s.state.is_terminal() || s.state == JobState::Unknown)
-        {
-            return Ok(statuses);
+            Err(error) if is_transient(&error) && failures < TRANSIENT_FAILURES => {
+                failures += 1;
+                tracing::warn!(
+                    "{error:#} (still waiting; attempt {failures} of {TRANSIENT_FAILURES})"
+                );
+            }
+            Err(error) => return Err(error),
         }
         if let Some(limit) = timeout
             && started.elapsed() >= limit
         {
-            anyhow::bail!(
-                "gave up waiting after {} s; the job is still {}",
-                limit.as_secs(),
-                statuses
-                    .first()
-                    .map(|s| s.state)
-                    .unwrap_or(JobState::Unknown)
-            );
+            let state = last_states
+                .first()
+                .map(|(_, state)| *state)
+                .unwrap_or(JobState::Unknown);
+            return Err(cluster::ClusterError::WaitTimedOut {
+                seconds: limit.as_secs(),
+                state,
+            }
+            .into());
         }
         tokio::time::sleep(interval).await;
         interval = (interval * 2).min(Duration::from_secs(30));
     }
+}
+
+/// A Slurm command that ran and failed may succeed next time; a dead connection or a refused host
+/// key will not.
+fn is_transient(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<cluster::ClusterError>(),
+        Some(cluster::ClusterError::Slurm(
+            crate::slurm::SlurmError::Command(crate::exec::CommandError::Failed { .. })
+        ))
+    )
 }
 
 /// Print the outcome and pick the exit code of the worst task.

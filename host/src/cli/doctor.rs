@@ -14,6 +14,7 @@ use crate::config::Slurmfile;
 use crate::diagnostics::{self, exit};
 use crate::exec::Exec;
 use crate::slurm::quote::ShellCommand;
+use crate::ssh::Hop;
 use crate::ssh::auth::{AuthError, human_duration};
 use crate::ssh::known_hosts::unix_now;
 use crate::ssh::policy::Acceptance;
@@ -31,6 +32,8 @@ struct Step {
 #[derive(Default)]
 struct Report {
     steps: Vec<Step>,
+    /// The exit code of the first failure (the same codes the other commands use).
+    exit_code: Option<u8>,
 }
 
 impl Report {
@@ -44,6 +47,7 @@ impl Report {
     }
 
     fn fail(&mut self, step: &str, detail: impl Into<String>, fix: Option<String>) {
+        self.exit_code.get_or_insert(exit::CLUSTER);
         self.steps.push(Step {
             step: step.into(),
             ok: false,
@@ -60,11 +64,13 @@ impl Report {
             .collect::<Vec<_>>()
             .join("\n");
         let fix = diagnostics::hints(error).first().cloned();
+        self.exit_code
+            .get_or_insert(diagnostics::exit_code_for_error(error));
         self.fail(step, detail.trim_start_matches("error: ").to_string(), fix);
     }
 
     fn failed(&self) -> bool {
-        self.steps.iter().any(|s| !s.ok)
+        self.exit_code.is_some()
     }
 }
 
@@ -90,11 +96,7 @@ pub async fn run(
             }
         }
     }
-    Ok(ExitCode::from(if report.failed() {
-        exit::CLUSTER
-    } else {
-        exit::SUCCESS
-    }))
+    Ok(ExitCode::from(report.exit_code.unwrap_or(exit::SUCCESS)))
 }
 
 async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report) {
@@ -126,23 +128,26 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
         );
         return remote_checks(&target, Connection::Local, report).await;
     };
-    let route: Vec<String> = jumps
+    let hops: Vec<&Hop> = jumps.iter().chain(std::iter::once(hop.as_ref())).collect();
+    let route: Vec<String> = hops
         .iter()
-        .chain(std::iter::once(hop.as_ref()))
-        .map(|h| {
-            format!(
-                "{}@{}:{} (host_key_policy {})",
-                h.auth.user,
-                h.address,
-                h.port,
-                policy_name(h.policy)
-            )
-        })
+        .map(|h| format!("{}@{}:{}", h.auth.user, h.address, h.port))
         .collect();
+    // One policy for the whole route, or each hop's when they differ (a jump host's own ssh_config).
+    let policies: Vec<&str> = hops.iter().map(|h| policy_name(h.policy)).collect();
+    let policy = if policies.iter().all(|p| *p == policies[0]) {
+        policies[0].to_string()
+    } else {
+        hops.iter()
+            .zip(&policies)
+            .map(|(h, p)| format!("{} {p}", h.display_name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     report.ok(
         "config",
         format!(
-            "{} via {}; known_hosts {}",
+            "{} via {}; host_key_policy {policy}; known_hosts {}",
             target.key,
             route.join(" -> "),
             hop.known_hosts

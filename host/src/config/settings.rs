@@ -205,7 +205,9 @@ impl<'de> Deserialize<'de> for Seconds {
         };
         let duration = match Raw::deserialize(d)? {
             Raw::Int(s) => Duration::from_secs(s),
-            Raw::Float(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+            Raw::Float(s) if s > 0.0 => {
+                Duration::try_from_secs_f64(s).map_err(|_| err(&s.to_string()))?
+            }
             Raw::Float(s) => return Err(err(&s.to_string())),
             Raw::Text(text) => {
                 let (digits, unit) = text.trim().split_at(
@@ -217,7 +219,7 @@ impl<'de> Deserialize<'de> for Seconds {
                 match unit {
                     "ms" => Duration::from_millis(n),
                     "" | "s" => Duration::from_secs(n),
-                    "m" => Duration::from_secs(n * 60),
+                    "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(|| err(&text))?),
                     _ => return Err(err(&text)),
                 }
             }
@@ -285,6 +287,8 @@ mod tests {
         assert_eq!(limits.timeout.unwrap().0, Duration::from_millis(2500));
         assert!(toml::from_str::<LimitSettings>("timeout = \"2h\"").is_err());
         assert!(toml::from_str::<LimitSettings>("timeout = 0").is_err());
+        assert!(toml::from_str::<LimitSettings>("timeout = 1e300").is_err());
+        assert!(toml::from_str::<LimitSettings>("timeout = \"99999999999999999999m\"").is_err());
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub fn expand_pattern(pattern: &str, job_id: &JobId, name: &JobName) -> Option<S
             continue;
         }
         match chars.next()? {
+            // For an array task Slurm's %j is the task's own job id, which only Slurm knows.
+            'j' if task.is_some() => return None,
             'j' => out.push_str(job_id.as_str()),
             'A' => out.push_str(array_id),
             'a' => out.push_str(task?),
@@ -217,6 +219,9 @@ pub struct TimeLimit(u64);
 impl TimeLimit {
     const RULE: &'static str = "write minutes (90), [D-]HH:MM:SS (1:30:00, 2-00:00:00), or a number with a unit (90s, 45m, 2h, 1d)";
 
+    /// Longer than any cluster allows; anything above is a typo (or an attempt to overflow).
+    const MAX_SECONDS: u64 = 1000 * 86_400;
+
     pub fn from_seconds(seconds: u64) -> Self {
         TimeLimit(seconds)
     }
@@ -231,8 +236,9 @@ impl TimeLimit {
             value: raw.to_string(),
             rule: Self::RULE,
         };
+        // At most nine digits per number, so no arithmetic below can overflow.
         let number = |s: &str| -> Result<u64, InvalidValue> {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err());
             }
             s.parse().map_err(|_| err())
@@ -269,7 +275,7 @@ impl TimeLimit {
             };
             days.unwrap_or(0) * 86_400 + clock_seconds
         };
-        if seconds == 0 {
+        if seconds == 0 || seconds > Self::MAX_SECONDS {
             return Err(err());
         }
         Ok(TimeLimit(seconds))
@@ -288,7 +294,9 @@ impl<'de> Deserialize<'de> for TimeLimit {
             Raw::Minutes(0) => Err(serde::de::Error::custom(
                 "a time limit of 0 minutes is not a limit",
             )),
-            Raw::Minutes(minutes) => Ok(TimeLimit(minutes * 60)),
+            Raw::Minutes(minutes) => {
+                TimeLimit::parse(&minutes.to_string()).map_err(serde::de::Error::custom)
+            }
             Raw::Text(text) => TimeLimit::parse(&text).map_err(serde::de::Error::custom),
         }
     }
@@ -515,7 +523,18 @@ mod tests {
         assert_eq!(secs("45m"), 2700);
         assert_eq!(secs("2h"), 7200);
         assert_eq!(secs("30s"), 30);
-        for bad in ["", "0", "abc", "1:2:3:4", "-5", "1h30", "5x"] {
+        for bad in [
+            "",
+            "0",
+            "abc",
+            "1:2:3:4",
+            "-5",
+            "1h30",
+            "5x",
+            "400000000000000000",
+            "99999999999999999s",
+            "1001d",
+        ] {
             assert!(TimeLimit::parse(bad).is_err(), "{bad}");
         }
     }
@@ -589,5 +608,10 @@ mod tests {
             "slurm-42_3.out"
         );
         assert_eq!(expand_pattern(DEFAULT_ARRAY_STDOUT, &id, &name), None);
+        assert_eq!(
+            expand_pattern("run-%j.out", &task, &name),
+            None,
+            "%j of a task is its own id"
+        );
     }
 }

@@ -43,9 +43,9 @@ impl Limits {
             return defaults;
         };
         Limits {
-            memory: settings
-                .memory
-                .map_or(defaults.memory, |m| (m.mebibytes() as usize) << 20),
+            memory: settings.memory.map_or(defaults.memory, |m| {
+                (m.mebibytes() as usize).saturating_mul(1 << 20)
+            }),
             timeout: settings.timeout.map_or(defaults.timeout, |t| t.0),
             output: settings.output.map_or(defaults.output, |o| o.0 as usize),
         }

@@ -5,8 +5,6 @@ pub mod quote;
 pub mod state;
 pub mod validate;
 
-use std::collections::BTreeSet;
-
 use crate::exec::{CommandError, Exec};
 use quote::ShellCommand;
 use state::{JobState, JobStatus};
@@ -191,11 +189,8 @@ async fn sacct(exec: &impl Exec, ids: &[&JobId]) -> Result<Vec<JobStatus>, Slurm
         tracing::debug!("{}", output.check(&command).unwrap_err());
         return Ok(Vec::new());
     }
-    let wanted: BTreeSet<&str> = ids.iter().map(|id| id.as_str()).collect();
-    Ok(state::parse_sacct(&output.stdout_text())
-        .into_iter()
-        .filter(|s| wanted.contains(s.job_id.as_str()))
-        .collect())
+    // `status` keeps only what answers the ids asked about (array tasks included).
+    Ok(state::parse_sacct(&output.stdout_text()))
 }
 
 /// Cancel jobs with `scancel`.
