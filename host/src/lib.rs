@@ -18,6 +18,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod exec;
 pub mod job;
+pub mod local_user;
 pub mod plugin;
 pub mod slurm;
 pub mod ssh;

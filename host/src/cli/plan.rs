@@ -112,7 +112,7 @@ pub fn resolve_target(global: &GlobalArgs, file: Option<&Slurmfile>) -> anyhow::
         .clone()
         .or_else(|| settings.username.clone())
         .or_else(|| ssh_config.user.clone())
-        .or_else(local_username)
+        .or_else(crate::local_user::name)
         .ok_or_else(|| {
             PlanError("no user name: set `username` in [cluster] or pass --username".into())
         })?;
@@ -347,23 +347,6 @@ fn payload(
         ),
         _ => refuse!("set only one of `command`, `script` and `script_file` for a job"),
     }
-}
-
-/// The local user's name: `$USER`, `$LOGNAME`, or this process's uid looked up in /etc/passwd.
-fn local_username() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    if let Some(name) = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
-    {
-        return Some(name);
-    }
-    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
-    })
 }
 
 /// A name from the command's program (`/usr/bin/python3` → `python3`), or `job`.

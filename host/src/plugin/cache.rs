@@ -85,7 +85,7 @@ impl ComponentCache {
 
 /// Only a regular file owned by us, in a directory owned by us, neither writable by anyone else.
 fn trusted_artifact(path: &Path) -> bool {
-    let uid = current_uid();
+    let uid = crate::local_user::uid().unwrap_or(u32::MAX);
     let ok = |meta: std::fs::Metadata| meta.uid() == uid && meta.permissions().mode() & 0o022 == 0;
     let file_ok = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file() && ok(m));
     let dir_ok = path
@@ -93,13 +93,6 @@ fn trusted_artifact(path: &Path) -> bool {
         .and_then(|d| std::fs::symlink_metadata(d).ok())
         .is_some_and(|m| m.is_dir() && ok(m));
     file_ok && dir_ok
-}
-
-/// This process's uid: `/proc/self` is owned by it.
-fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
 }
 
 /// Feeds `Hash` into SHA-256 so the engine key is stable across runs.

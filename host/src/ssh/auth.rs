@@ -18,7 +18,7 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_encoding::Encode;
 use russh::keys::ssh_key::private::KeypairData;
-use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
 use super::known_hosts::unix_now;
 use super::session::ClientHandler;
@@ -763,12 +763,6 @@ impl<'a> Authenticator<'a> {
 
 fn rsa_hash(is_rsa: bool) -> Option<HashAlg> {
     is_rsa.then_some(HashAlg::Sha512)
-}
-
-/// A certificate's identity for messages: key id and fingerprint.
-pub fn describe_certificate(cert: &Certificate) -> String {
-    let key = PublicKey::new(cert.public_key().clone(), "");
-    format!("{} ({})", cert.key_id(), key.fingerprint(HashAlg::Sha256))
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub fn resolve(
     let Some(path) = path.filter(|p| p.exists()) else {
         return Ok(HostConfig::default());
     };
-    let local_user = local_user();
+    let local_user = crate::local_user::name().unwrap_or_default();
     match ssh_g(host, &path, &local_user) {
         Some(config) => Ok(config),
         None => {
@@ -74,21 +74,13 @@ pub fn resolve(
             })?;
             // OpenSSH resolves a relative Include in a user config against ~/.ssh, whatever file
             // holds it.
-            let include_dir = user_home()
+            let include_dir = crate::local_user::home()
                 .map(|h| h.join(".ssh"))
                 .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
             let map = parse(&text, host, &local_user, &include_dir);
             Ok(settings_from_map(&map, None, host, &local_user))
         }
     }
-}
-
-/// The local user name, as `%u` expands it.
-fn local_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
-        .unwrap_or_default()
 }
 
 /// `ssh -G` for `host` with `config`; `None` when `ssh` is missing or rejects the file.
@@ -208,7 +200,7 @@ fn settings_from_map(
 }
 
 fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), user_home()) {
+    match (path.strip_prefix("~/"), crate::local_user::home()) {
         (Some(rest), Some(home)) => home.join(rest),
         _ => PathBuf::from(path),
     }
@@ -230,7 +222,7 @@ impl Tokens {
     /// Expand a leading `~/`, `%` tokens and `${VAR}` environment references in a file name.
     /// `%C` (a hash of the connection) is left as is.
     fn expand(&self, value: &str) -> String {
-        let home = user_home()
+        let home = crate::local_user::home()
             .map(|h| h.display().to_string())
             .unwrap_or_default();
         let mut out = String::new();
@@ -244,7 +236,11 @@ impl Tokens {
                     Some('r') => out.push_str(&self.remote_user),
                     Some('u') => out.push_str(&self.local_user),
                     Some('d') => out.push_str(&home),
-                    Some('i') => out.push_str(&uid().unwrap_or_default()),
+                    Some('i') => out.push_str(
+                        &crate::local_user::uid()
+                            .map(|u| u.to_string())
+                            .unwrap_or_default(),
+                    ),
                     Some('k') => out.push_str(self.host_key_alias.as_deref().unwrap_or(&self.host)),
                     Some('l') => out.push_str(&local_hostname()),
                     Some('L') => {
@@ -270,28 +266,6 @@ impl Tokens {
             None => out,
         }
     }
-}
-
-/// The home directory `~` and `%d` stand for in ssh_config: the user's passwd entry, as OpenSSH
-/// reads it (not `$HOME`), so values agree with `ssh -G`.
-fn user_home() -> Option<PathBuf> {
-    let uid = uid()?;
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| {
-            passwd.lines().find_map(|line| {
-                let fields: Vec<&str> = line.split(':').collect();
-                (fields.len() > 5 && fields[2] == uid).then(|| PathBuf::from(fields[5]))
-            })
-        })
-        .or_else(dirs::home_dir)
-}
-
-fn uid() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .ok()
-        .map(|m| m.uid().to_string())
 }
 
 fn local_hostname() -> String {

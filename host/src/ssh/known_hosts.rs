@@ -163,10 +163,6 @@ impl KnownHosts {
         }
     }
 
-    pub fn bad_lines(&self) -> &[BadLine] {
-        &self.bad_lines
-    }
-
     /// Is any `@cert-authority` line in effect for this host? (Only then are host certificates asked for.)
     pub fn has_cert_authority_for(&self, lookup: &HostLookup) -> bool {
         self.lines.iter().any(|l| {
@@ -595,8 +591,8 @@ mod tests {
         let k = known(&format!(
             "garbage line\nexample.org {KEY_A}\nexample.org ssh-ed25519 notbase64!\n"
         ));
-        assert_eq!(k.bad_lines().len(), 2);
-        assert_eq!(k.bad_lines()[0].origin, origin(1));
+        assert_eq!(k.bad_lines.len(), 2);
+        assert_eq!(k.bad_lines[0].origin, origin(1));
         assert!(matches!(
             k.check_key(
                 &HostLookup::new("example.org", 22, None),

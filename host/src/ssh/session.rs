@@ -251,10 +251,6 @@ impl Session {
             .await
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     /// Close the connection politely.
     pub async fn close(self) {
         if let Some(sftp) = self.sftp.get() {
@@ -264,25 +260,6 @@ impl Session {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
-    }
-
-    /// Open a channel to `host:port` as seen from the cluster (for tunnels).
-    pub async fn open_tcp(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
-        let channel = self
-            .handle
-            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
-            .await
-            .map_err(|source| SshError::Jump {
-                jump: self.host.clone(),
-                host: host.to_string(),
-                port,
-                source,
-            })?;
-        Ok(channel.into_stream())
     }
 }
 
