@@ -96,8 +96,8 @@ pub trait Exec {
     ) -> impl Future<Output = Result<CommandOutput, CommandError>> + Send;
 }
 
-/// Runs commands on this machine through `/bin/sh -c`, exactly as a remote login shell would run them,
-/// so the `local` and `ssh` backends share every command line.
+/// Runs commands on this machine through `/bin/sh -c`, so the `local` and `ssh` backends share every
+/// command line (and its quoting).
 pub struct LocalShell;
 
 impl Exec for LocalShell {

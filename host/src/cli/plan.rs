@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::args::{GlobalArgs, JobArgs};
 use crate::cluster::{Backend, Target, default_known_hosts};
 use crate::config::{BackendKind, ClusterSettings, JobSettings, Slurmfile, resolve_local_path};
-use crate::job::spec::{JobSpec, Payload, TimeLimit};
+use crate::job::spec::{EnvName, ExtraDirective, JobSpec, ModuleName, Payload, TimeLimit};
 use crate::slurm::validate::{Account, JobName, Partition, Qos};
 use crate::ssh::Hop;
 use crate::ssh::auth::{AuthPlan, Identity};
@@ -279,8 +279,18 @@ pub fn resolve_job(file: Option<&Slurmfile>, args: &JobArgs) -> anyhow::Result<J
         name,
         payload,
         working_dir: settings.working_dir,
-        environment: settings.environment.unwrap_or_default(),
-        modules: settings.modules.unwrap_or_default(),
+        environment: settings
+            .environment
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (name.into_string(), value))
+            .collect(),
+        modules: settings
+            .modules
+            .unwrap_or_default()
+            .into_iter()
+            .map(ModuleName::into_string)
+            .collect(),
         partition: args
             .partition
             .as_deref()
@@ -320,7 +330,12 @@ pub fn resolve_job(file: Option<&Slurmfile>, args: &JobArgs) -> anyhow::Result<J
         dependencies: settings.dependency.map(|d| d.0).unwrap_or_default(),
         output: settings.output,
         error: settings.error,
-        extra_directives: settings.extra_directives.unwrap_or_default(),
+        extra_directives: settings
+            .extra_directives
+            .unwrap_or_default()
+            .into_iter()
+            .map(ExtraDirective::into_string)
+            .collect(),
     })
 }
 
@@ -399,9 +414,9 @@ fn merge_job(base: JobSettings, over: JobSettings) -> JobSettings {
 }
 
 fn merge_env(
-    base: Option<std::collections::BTreeMap<String, String>>,
-    over: Option<std::collections::BTreeMap<String, String>>,
-) -> Option<std::collections::BTreeMap<String, String>> {
+    base: Option<std::collections::BTreeMap<EnvName, String>>,
+    over: Option<std::collections::BTreeMap<EnvName, String>>,
+) -> Option<std::collections::BTreeMap<EnvName, String>> {
     match (base, over) {
         (Some(mut base), Some(over)) => {
             base.extend(over);

@@ -320,6 +320,38 @@ environment = { B = "3" }
     }
 
     #[test]
+    fn bad_environment_names_modules_and_directives_name_their_line() {
+        for (text, line, what) in [
+            (
+                "[job]\ncommand = [\"x\"]\nenvironment = { \"A;B\" = \"1\" }\n",
+                3,
+                "invalid environment variable name",
+            ),
+            ("[job]\nmodules = [\"gcc 13\"]\n", 2, "invalid module name"),
+            (
+                "[job]\nextra_directives = [\"--mail-type=END\", \"-x\"]\n",
+                2,
+                "invalid #SBATCH option",
+            ),
+            (
+                "[job]\nextra_directives = [\"--comment=a\\nb\"]\n",
+                2,
+                "invalid #SBATCH option",
+            ),
+        ] {
+            let err = parse(text, None).unwrap_err();
+            let ConfigError::Parse {
+                line: at, message, ..
+            } = &err
+            else {
+                panic!("{err}")
+            };
+            assert_eq!(*at, line, "{text}");
+            assert!(message.contains(what), "{message}");
+        }
+    }
+
+    #[test]
     fn bad_value_names_its_line_and_the_rule() {
         let err = parse("[jobs.x]\nname = \"x; rm -rf ~\"\n", None).unwrap_err();
         let ConfigError::Parse { line, message, .. } = &err else {

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::job::spec::{ArraySpec, Dependencies, DirectiveText, Memory, NodeCount, TimeLimit};
+use crate::job::spec::{
+    ArraySpec, Dependencies, DirectiveText, EnvName, ExtraDirective, Memory, ModuleName, NodeCount,
+    TimeLimit,
+};
 use crate::plugin::EventKind;
 use crate::slurm::validate::{Account, JobName, Partition, Qos, Reservation};
 use crate::ssh::HostKeyPolicy;
@@ -100,8 +103,8 @@ pub struct JobSettings {
     /// A file holding the script body, relative to the Slurmfile.
     pub script_file: Option<String>,
     pub working_dir: Option<DirectiveText>,
-    pub environment: Option<BTreeMap<String, String>>,
-    pub modules: Option<Vec<String>>,
+    pub environment: Option<BTreeMap<EnvName, String>>,
+    pub modules: Option<Vec<ModuleName>>,
     pub partition: Option<Partition>,
     pub account: Option<Account>,
     pub qos: Option<Qos>,
@@ -123,7 +126,7 @@ pub struct JobSettings {
     pub output: Option<DirectiveText>,
     pub error: Option<DirectiveText>,
     /// Extra `#SBATCH` options, one per entry: `"--mail-type=END"`.
-    pub extra_directives: Option<Vec<String>>,
+    pub extra_directives: Option<Vec<ExtraDirective>>,
 }
 
 /// `[renderer]`: a site renderer to use instead of the built-in one.
@@ -249,20 +252,7 @@ impl<'de> Deserialize<'de> for ByteCount {
             Raw::Bytes(n) => return Ok(ByteCount(n)),
             Raw::Text(text) => text,
         };
-        let trimmed = text
-            .trim()
-            .trim_end_matches(['B', 'b'])
-            .trim_end_matches('i');
-        let (digits, factor) = match trimmed.chars().last() {
-            Some('K' | 'k') => (&trimmed[..trimmed.len() - 1], 1u64 << 10),
-            Some('M' | 'm') => (&trimmed[..trimmed.len() - 1], 1 << 20),
-            Some('G' | 'g') => (&trimmed[..trimmed.len() - 1], 1 << 30),
-            _ => (trimmed, 1),
-        };
-        digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(factor))
+        crate::job::spec::parse_binary_size(&text, 1)
             .map(ByteCount)
             .ok_or_else(|| {
                 serde::de::Error::custom(format!(

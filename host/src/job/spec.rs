@@ -187,6 +187,52 @@ impl<'de> Deserialize<'de> for DirectiveText {
     }
 }
 
+/// A string validated on the way in, so a bad value in a Slurmfile names its line.
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                $check(&raw).map_err(serde::de::Error::custom)?;
+                Ok($name(raw))
+            }
+        }
+    };
+}
+
+checked_string!(
+    /// An environment variable name.
+    EnvName,
+    validate::env_name
+);
+checked_string!(
+    /// An environment module.
+    ModuleName,
+    validate::module_name
+);
+checked_string!(
+    /// One extra `#SBATCH` option.
+    ExtraDirective,
+    validate::extra_directive
+);
+
 /// An `--array` spec, validated by [`validate::array_spec`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -321,26 +367,9 @@ impl Memory {
             value: raw.to_string(),
             rule: Self::RULE,
         };
-        let text = raw
-            .trim()
-            .trim_end_matches(['B', 'b'])
-            .trim_end_matches(['i']);
-        let (digits, kib_factor) = match text.chars().last() {
-            Some('K' | 'k') => (&text[..text.len() - 1], 1u64),
-            Some('M' | 'm') => (&text[..text.len() - 1], 1 << 10),
-            Some('G' | 'g') => (&text[..text.len() - 1], 1 << 20),
-            Some('T' | 't') => (&text[..text.len() - 1], 1 << 30),
-            _ => (text, 1 << 10),
-        };
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err());
-        }
-        let kib = digits
-            .parse::<u64>()
-            .map_err(|_| err())?
-            .checked_mul(kib_factor)
-            .ok_or_else(err)?;
-        let mib = kib.div_ceil(1024);
+        // A bare number is MiB, as sbatch reads it.
+        let bytes = parse_binary_size(raw, 1 << 20).ok_or_else(err)?;
+        let mib = bytes.div_ceil(1 << 20);
         if mib == 0 {
             return Err(err());
         }
@@ -362,6 +391,26 @@ impl<'de> Deserialize<'de> for Memory {
         }
         .map_err(serde::de::Error::custom)
     }
+}
+
+/// `N`, `NK`, `NM`, `NG`, `NT` (binary units; a trailing `i`/`B` is allowed: `4GiB`) in bytes, a bare
+/// number counting in `default_unit` bytes. `None` when it is not such a size or overflows.
+pub fn parse_binary_size(raw: &str, default_unit: u64) -> Option<u64> {
+    let text = raw
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i');
+    let (digits, unit) = match text.chars().last()? {
+        'K' | 'k' => (&text[..text.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&text[..text.len() - 1], 1 << 20),
+        'G' | 'g' => (&text[..text.len() - 1], 1 << 30),
+        'T' | 't' => (&text[..text.len() - 1], 1 << 40),
+        _ => (text, default_unit),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 /// `--nodes`: a count, or a `min-max` range.

@@ -64,11 +64,12 @@ impl ComponentCache {
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        // Created private; an existing directory is left as it is (it may be one the user chose, like
+        // a project directory), and artifacts in a directory others can write are never loaded.
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
         let temporary = self
             .dir
             .join(format!(".{:016x}.tmp", rand::random::<u64>()));

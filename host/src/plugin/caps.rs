@@ -22,7 +22,7 @@ pub struct Limits {
     pub memory: usize,
     /// Wall time for one call (instantiation included).
     pub timeout: Duration,
-    /// Bytes of `log` messages plus stdout and stderr, per call.
+    /// Bytes per call of `log` messages, and of stdout and of stderr each.
     pub output: usize,
 }
 

@@ -166,6 +166,56 @@ pub fn directive_text(what: &'static str, value: &str) -> Result<(), InvalidValu
     Ok(())
 }
 
+/// An environment variable name a shell can export: letters, digits and `_`, not starting with a digit.
+pub fn env_name(value: &str) -> Result<(), InvalidValue> {
+    let mut chars = value.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidValue {
+            what: "environment variable name",
+            value: value.to_string(),
+            rule: "use letters, digits and '_', not starting with a digit",
+        })
+    }
+}
+
+/// An environment module (`gcc/13.2`): printable, no spaces.
+pub fn module_name(value: &str) -> Result<(), InvalidValue> {
+    if value.is_empty() || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(InvalidValue {
+            what: "module name",
+            value: value.to_string(),
+            rule: "a module name is one word without spaces or control characters (e.g. gcc/13.2)",
+        });
+    }
+    Ok(())
+}
+
+/// An extra `#SBATCH` option: `--name` or `--name=value`, the value fit for a directive line.
+pub fn extra_directive(value: &str) -> Result<(), InvalidValue> {
+    let err = || InvalidValue {
+        what: "#SBATCH option",
+        value: value.to_string(),
+        rule: "write one long option, --name or --name=value, without line breaks, '\"' or '\\'",
+    };
+    let (option, argument) = match value.split_once('=') {
+        Some((option, argument)) => (option, Some(argument)),
+        None => (value, None),
+    };
+    let name_ok = option.len() > 2
+        && option.starts_with("--")
+        && option[2..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !name_ok || argument.is_some_and(|a| directive_text("#SBATCH option", a).is_err()) {
+        return Err(err());
+    }
+    Ok(())
+}
+
 /// An `--array` spec: `0-99`, `1,3,5-7`, `0-15:4`, with an optional `%N` throttle.
 pub fn array_spec(value: &str) -> Result<(), InvalidValue> {
     const RULE: &str = "an array spec is comma-separated indices or ranges (e.g. 0-99, 1,3,5-7, 0-15:4), optionally ending in %N";
