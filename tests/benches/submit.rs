@@ -7,7 +7,6 @@
 //!
 //! `cargo bench -p slurmkit-e2e --bench submit [-- --quick]`; needs `tests/cluster/up`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slurmkit_e2e::{Project, cluster};
@@ -22,15 +21,7 @@ fn main() {
         c.cluster_table()
     ));
     let ssh = |remote: &str| {
-        let output = Command::new("ssh")
-            .args(["-F", "/dev/null", "-p", &c.port.to_string(), "-i"])
-            .arg(&c.key)
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o"])
-            .arg(format!("UserKnownHostsFile={}", c.known_hosts.display()))
-            .arg(format!("{}@{}", c.user, c.host))
-            .arg(remote)
-            .output()
-            .expect("ssh");
+        let output = c.plain_ssh(remote).output().expect("ssh");
         assert!(
             output.status.success(),
             "{}",

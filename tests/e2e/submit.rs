@@ -258,15 +258,7 @@ fn a_job_whose_submission_reply_was_lost_is_recovered_by_the_next_command() {
     let remote = format!(
         "mkdir -p {job_dir} && cd {job_dir} && printf '#!/bin/bash\\n#SBATCH --output=slurm-%%j.out\\necho recovered\\n' > job.sbatch && sbatch --parsable job.sbatch > .job_id.tmp && mv .job_id.tmp job_id"
     );
-    let status = std::process::Command::new("ssh")
-        .args(["-F", "/dev/null", "-p", &c.port.to_string(), "-i"])
-        .arg(&c.key)
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o"])
-        .arg(format!("UserKnownHostsFile={}", c.known_hosts.display()))
-        .arg(format!("{}@{}", c.user, c.host))
-        .arg(remote)
-        .status()
-        .unwrap();
+    let status = c.plain_ssh(&remote).status().unwrap();
     assert!(status.success());
     assert_eq!(journal.unresolved(&key).unwrap().len(), 1);
 

@@ -93,6 +93,20 @@ impl Cluster {
         )
     }
 
+    /// Plain OpenSSH to the login host with the cluster's key and known_hosts: the baseline slurmkit is
+    /// compared with, and a way to set up the cluster behind slurmkit's back.
+    pub fn plain_ssh(&self, remote: &str) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
+            .arg(&self.key)
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg(format!("{}@{}", self.user, self.host))
+            .arg(remote);
+        command
+    }
+
     /// Job directories on the cluster whose name starts with `prefix` (a job name unique to one test),
     /// for "nothing was created" checks that hold while other tests submit in parallel.
     pub fn job_dirs_named(&self, prefix: &str) -> Vec<String> {
