@@ -791,14 +791,14 @@ mod tests {
         assert_eq!(seconds("soon"), None);
     }
 
-    #[test]
-    fn jump_specs() {
-        let target = Hop {
+    /// A target with a `reject` policy and one known_hosts file, for the jump tests.
+    fn target_hop() -> Hop {
+        Hop {
             address: "t".into(),
             port: 22,
             display_name: "t".into(),
             host_key_alias: None,
-            known_hosts: vec![],
+            known_hosts: vec![PathBuf::from("/kh")],
             record_to: PathBuf::from("/kh"),
             hash_known_hosts: false,
             policy: HostKeyPolicy::Reject,
@@ -808,7 +808,12 @@ mod tests {
                 identities_only: false,
                 agent_socket: None,
             },
-        };
+        }
+    }
+
+    #[test]
+    fn jump_specs() {
+        let target = target_hop();
         let hops = jump_hops(
             "alice@ela.cscs.ch:2222,bastion,[::1]:22",
             &target,
@@ -856,22 +861,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config");
         std::fs::write(&config, "Host *\n  StrictHostKeyChecking accept-new\n  UserKnownHostsFile /tmp/other_known_hosts\n").unwrap();
-        let target = Hop {
-            address: "t".into(),
-            port: 22,
-            display_name: "t".into(),
-            host_key_alias: None,
-            known_hosts: vec![PathBuf::from("/kh")],
-            record_to: PathBuf::from("/kh"),
-            hash_known_hosts: false,
-            policy: HostKeyPolicy::Reject,
-            auth: AuthPlan {
-                user: "me".into(),
-                identities: vec![],
-                identities_only: false,
-                agent_socket: None,
-            },
-        };
+        let target = target_hop();
         let config = config.to_str().unwrap();
         let loose = jump_hops(
             "bastion",
