@@ -71,6 +71,8 @@ pub enum ClusterError {
         "the output path {pattern:?} of job {job_id} uses a pattern only the compute node can expand"
     )]
     UnexpandablePattern { job_id: JobId, pattern: String },
+    #[error("the outcome of submitting {job_dir} is unknown: {cause}")]
+    SubmissionUncertain { job_dir: String, cause: SlurmError },
     #[error(
         "job {job_id} is not known to Slurm (squeue, scontrol, sacct) or to this machine's journal"
     )]
@@ -88,6 +90,9 @@ impl ClusterError {
             ClusterError::Plugin(e) => e.hint(),
             ClusterError::NotJournaled { .. } => Some(
                 "`slurmkit status` works for any job id; logs and callbacks need a job submitted from this machine (or pass the same --data-dir)".into(),
+            ),
+            ClusterError::SubmissionUncertain { .. } => Some(
+                "the job may be queued: the next slurmkit command that connects finds its id in the job directory and journals it. Run `slurmkit status` before submitting again".into(),
             ),
             ClusterError::UnknownJob { .. } => Some(
                 "check the job id and the cluster; a job that finished more than MinJobAge ago (300 s by default) is forgotten by Slurm unless the cluster keeps accounting".into(),
@@ -223,10 +228,11 @@ pub async fn submit(
     observer.submit_begin(submission_id, &spec, job_dir.path());
     let command = slurm::sbatch_command(job_dir.path(), SCRIPT_FILE);
     let outcome = conn.exec(&command).await;
-    let Some(job_id) = read_job_id(&job_dir).await else {
+    let JobIdFile::Found(job_id) = read_job_id(&job_dir).await else {
         return Err(submission_failed(
             journal,
             submission_id,
+            job_dir.path(),
             &command,
             outcome,
         )?);
@@ -241,35 +247,54 @@ pub async fn submit(
     Ok(submitted)
 }
 
-/// The id sbatch wrote into the job directory, if it wrote one.
-async fn read_job_id(job_dir: &JobDir<'_>) -> Option<JobId> {
+/// What the job directory says about sbatch's outcome.
+enum JobIdFile {
+    /// sbatch wrote this id.
+    Found(JobId),
+    /// Neither file exists: sbatch never ran (or the directory was emptied).
+    Missing,
+    /// A file exists but holds no id yet, or could not be read: undecided.
+    Unclear,
+}
+
+async fn read_job_id(job_dir: &JobDir<'_>) -> JobIdFile {
+    let mut missing = 0;
     for name in [slurm::JOB_ID_FILE, slurm::JOB_ID_PENDING_FILE] {
-        if let Ok(bytes) = job_dir.read_from(name, 0, 256).await
-            && let Ok(job_id) = slurm::parse_parsable(&String::from_utf8_lossy(&bytes))
-        {
-            return Some(job_id);
+        match job_dir.read_from(name, 0, 4096).await {
+            Ok(bytes) => {
+                if let Ok(job_id) = slurm::parse_parsable(&String::from_utf8_lossy(&bytes)) {
+                    return JobIdFile::Found(job_id);
+                }
+            }
+            Err(TransferError::NotFound { .. }) => missing += 1,
+            Err(e) => tracing::debug!("cannot read {name} in {}: {e}", job_dir.path()),
         }
     }
-    None
+    if missing == 2 {
+        JobIdFile::Missing
+    } else {
+        JobIdFile::Unclear
+    }
 }
 
 /// sbatch left no job id. Only when it exited with a failure status did it refuse the job; otherwise
-/// (killed, connection lost, never started) the job may still be queued, so the record stays
+/// (killed, connection lost, never started, odd output) the job may be queued, so the record stays
 /// `submitting` for the next command to reconcile.
 fn submission_failed(
     journal: &Journal,
     submission_id: i64,
+    job_dir: &str,
     command: &ShellCommand,
     outcome: Result<CommandOutput, CommandError>,
 ) -> Result<ClusterError, ClusterError> {
-    let error = match outcome {
+    let cause = match outcome {
         Ok(output) if matches!(output.exit, Exit::Code(code) if code != 0) => {
             let error = SlurmError::Command(CommandError::Failed {
                 command: command.to_string(),
                 output,
             });
             journal.mark_rejected(submission_id, &error.to_string())?;
-            error
+            return Ok(error.into());
         }
         Ok(output) if output.success() => SlurmError::UnexpectedSbatchOutput {
             output: output.stdout_text(),
@@ -280,10 +305,15 @@ fn submission_failed(
         }),
         Err(error) => SlurmError::Command(error),
     };
-    Ok(error.into())
+    Ok(ClusterError::SubmissionUncertain {
+        job_dir: job_dir.to_string(),
+        cause,
+    })
 }
 
-/// A submission older than this without a job id never reached Slurm.
+/// A submission without a job id whose directory is missing after this long was not merely slow to stage.
+const STAGING_GRACE_MS: i64 = 10 * 60 * 1000;
+/// A submission older than this whose directory holds no id file never reached Slurm.
 const ABANDONED_AFTER_MS: i64 = 24 * 3600 * 1000;
 
 /// Resolve submissions whose job id never came back, from what sbatch wrote into their job directory.
@@ -301,19 +331,21 @@ pub async fn reconcile(
     let files = conn.files().await?;
     let mut resolved = Vec::new();
     for submission in pending {
+        let age = now_ms() - submission.created_ms;
         let dir = match files.open_job_dir(&submission.job_dir).await {
             Ok(dir) => dir,
-            Err(TransferError::NotFound { .. }) => {
+            // Another slurmkit may still be creating it: only an old record's missing directory counts.
+            Err(TransferError::NotFound { .. }) if age > STAGING_GRACE_MS => {
                 journal.mark_rejected(submission.id, "its job directory no longer exists")?;
                 continue;
             }
             Err(e) => {
-                tracing::debug!("cannot reconcile {}: {e}", submission.job_dir);
+                tracing::debug!("cannot reconcile {} yet: {e}", submission.job_dir);
                 continue;
             }
         };
         match read_job_id(&dir).await {
-            Some(job_id) => {
+            JobIdFile::Found(job_id) => {
                 let submitted = Submitted {
                     submission_id: submission.id,
                     job_id,
@@ -328,13 +360,13 @@ pub async fn reconcile(
                 );
                 resolved.push(submitted);
             }
-            None if now_ms() - submission.created_ms > ABANDONED_AFTER_MS => {
+            JobIdFile::Missing if age > ABANDONED_AFTER_MS => {
                 journal.mark_rejected(
                     submission.id,
-                    "no job id was written within a day: sbatch never ran, or refused the job",
+                    "no job id was written within a day: sbatch never ran",
                 )?;
             }
-            None => {}
+            JobIdFile::Missing | JobIdFile::Unclear => {}
         }
     }
     Ok(resolved)
@@ -403,19 +435,24 @@ pub async fn read_log(
 
 /// Told about a journaled job's change of state, before the journal records it.
 pub trait StatusObserver {
+    /// Returns whether the change was taken care of; if not, the new state is not recorded, so the
+    /// change is seen (and announced) again next time.
     fn changed(
         &mut self,
         submission: &Submission,
         previous: Option<&JobStatus>,
         current: &JobStatus,
-    );
+    ) -> bool;
 }
 
 impl StatusObserver for () {
-    fn changed(&mut self, _: &Submission, _: Option<&JobStatus>, _: &JobStatus) {}
+    fn changed(&mut self, _: &Submission, _: Option<&JobStatus>, _: &JobStatus) -> bool {
+        true
+    }
 }
 
-/// Query statuses, tell `observer` what changed for journaled jobs, then record the new states.
+/// Query statuses, tell `observer` what changed for journaled jobs (an array job's state being that of
+/// its tasks together), then record the new states.
 pub async fn observe(
     conn: &Connection,
     target: &Target,
@@ -425,11 +462,16 @@ pub async fn observe(
 ) -> Result<Vec<JobStatus>, ClusterError> {
     let statuses = slurm::status(conn, ids).await?;
     let mut observed = Vec::new();
+    // Each journaled submission seen, with the statuses that are its own (the job, or its tasks).
+    let mut journaled: Vec<(Submission, Vec<JobStatus>)> = Vec::new();
     for mut status in statuses {
-        let submission = journal.find_by_job_id(&target.key, &status.job_id)?;
+        let Some(submission) = journal.find_by_job_id(&target.key, &status.job_id)? else {
+            observed.push(status);
+            continue;
+        };
         // A finished job vanishes from Slurm after MinJobAge (and from sacct without accounting); the
         // journal remembers how it ended.
-        if let Some(recorded) = submission.as_ref().and_then(|s| s.last_status.clone())
+        if let Some(recorded) = submission.last_status.clone()
             && status.state == JobState::Unknown
             && recorded.state.is_terminal()
             && recorded.job_id == status.job_id
@@ -439,18 +481,30 @@ pub async fn observe(
                 ..recorded
             };
         }
-        if let Some(submission) = submission
-            && submission.state == SubmissionState::Submitted
-            && submission.job_id.as_ref() == Some(&status.job_id)
-        {
-            let previous = submission.last_status.as_ref();
-            if status.state != JobState::Unknown && previous.is_none_or(|p| p.state != status.state)
-            {
-                observer.changed(&submission, previous, &status);
+        if submission.state == SubmissionState::Submitted && submission.job_id.is_some() {
+            match journaled.iter_mut().find(|(s, _)| s.id == submission.id) {
+                Some((_, own)) => own.push(status.clone()),
+                None => journaled.push((submission, vec![status.clone()])),
             }
-            journal.record_status(submission.id, &status)?;
         }
         observed.push(status);
+    }
+    for (submission, own) in journaled {
+        let job_id = submission
+            .job_id
+            .clone()
+            .expect("submitted records have a job id");
+        let current = match own.iter().find(|s| s.job_id == job_id) {
+            Some(status) => status.clone(),
+            None => slurm::state::aggregate(&job_id, &own),
+        };
+        let previous = submission.last_status.as_ref();
+        let changed =
+            current.state != JobState::Unknown && previous.is_none_or(|p| p.state != current.state);
+        if changed && !observer.changed(&submission, previous, &current) {
+            continue;
+        }
+        journal.record_status(submission.id, &current)?;
     }
     Ok(observed)
 }

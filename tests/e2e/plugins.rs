@@ -501,7 +501,10 @@ fn a_callback_that_fails_twice_is_delivered_once_after_retries() {
     assert_eq!(
         deliveries,
         vec![DeliveryState {
-            plugin: "hostile".into(),
+            plugin: format!(
+                "{}#hostile",
+                project.path().join("Slurmfile.toml").display()
+            ),
             state: "delivered".into(),
             attempts: 3,
             last_error: None
@@ -558,5 +561,72 @@ fn killing_the_cli_during_a_callback_still_delivers_it_on_the_next_run() {
     assert_eq!(
         journal(&project).deliveries_of("submitted").unwrap()[0].state,
         "delivered"
+    );
+}
+
+#[test]
+fn an_array_job_gets_job_level_status_events() {
+    let project = project_with(|project| {
+        let ledger = install(project, artifacts::RUST_LEDGER);
+        format!(
+            "[[callbacks]]\nplugin = \"{ledger}\"\nevents = [\"submitted\", \"completed\", \"failed\"]\n[callbacks.grants]\nwrite = [\"ledger\"]\n"
+        )
+    });
+    let text = std::fs::read_to_string(project.path().join("Slurmfile.toml")).unwrap();
+    let text = text.replace("mem = \"100M\"\n", "mem = \"100M\"\narray = \"0-2\"\n");
+    std::fs::write(project.path().join("Slurmfile.toml"), text).unwrap();
+    let run = project.run(&["submit", "--wait"]);
+    let job_id = submitted(&project, &run);
+    run.stdout_contains(&format!("{job_id}_2"))
+        .stdout_contains("COMPLETED");
+    let ledger = std::fs::read_to_string(project.path().join("ledger/events.tsv")).unwrap();
+    assert!(
+        ledger.contains(&format!("\tCompleted\t{job_id}\t")),
+        "{ledger}"
+    );
+    assert_eq!(
+        ledger
+            .lines()
+            .filter(|l| l.contains("\tCompleted\t"))
+            .count(),
+        1,
+        "one event for the whole array: {ledger}"
+    );
+}
+
+/// Two projects whose callbacks share a name and a journal never receive each other's events.
+#[test]
+fn callbacks_of_different_projects_are_kept_apart() {
+    let a = project_with(|project| {
+        let ledger = install(project, artifacts::RUST_LEDGER);
+        // Pinned to the wrong hash: A's events wait in the journal.
+        format!(
+            "[[callbacks]]\nplugin = \"{ledger}\"\nsha256 = \"{}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n",
+            "0".repeat(64)
+        )
+    });
+    let job_id = submitted(&a, &a.run(&["submit"]));
+    let b = project_with(|project| {
+        let ledger = install(project, artifacts::RUST_LEDGER);
+        format!("[[callbacks]]\nplugin = \"{ledger}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n")
+    });
+    // B runs with A's journal: A's pending events are not B's to deliver.
+    let output = b
+        .command(&["status", &job_id])
+        .env("SLURMKIT_DATA_DIR", a.data_dir())
+        .output()
+        .unwrap();
+    Run::new(&["status"], output).ok();
+    let b_ledger = std::fs::read_to_string(b.path().join("ledger/events.tsv")).unwrap_or_default();
+    assert!(
+        !b_ledger.contains(&job_id),
+        "B's plugin received A's events:\n{b_ledger}"
+    );
+    assert!(
+        journal(&a)
+            .deliveries_of("submitted")
+            .unwrap()
+            .iter()
+            .all(|d| d.state == "pending")
     );
 }

@@ -232,6 +232,11 @@ impl<'de> Deserialize<'de> for Seconds {
                 "a duration of zero is not a limit",
             ));
         }
+        if duration > Duration::from_secs(86_400) {
+            return Err(serde::de::Error::custom(
+                "a plugin call may take at most a day",
+            ));
+        }
         Ok(Seconds(duration))
     }
 }
@@ -278,6 +283,7 @@ mod tests {
         assert!(toml::from_str::<LimitSettings>("timeout = \"2h\"").is_err());
         assert!(toml::from_str::<LimitSettings>("timeout = 0").is_err());
         assert!(toml::from_str::<LimitSettings>("timeout = 1e300").is_err());
+        assert!(toml::from_str::<LimitSettings>("timeout = 86401").is_err());
         assert!(toml::from_str::<LimitSettings>("timeout = \"99999999999999999999m\"").is_err());
     }
 

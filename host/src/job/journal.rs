@@ -80,7 +80,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);",
     // 3: the callbacks configured when the job was submitted, so its events are journaled for them
     // whichever later run (and from whichever directory) observes the job.
-    "ALTER TABLE submissions ADD COLUMN callbacks_json TEXT NOT NULL DEFAULT '[]';",
+    // NULL for submissions recorded before this column: their events go to the callbacks configured now.
+    "ALTER TABLE submissions ADD COLUMN callbacks_json TEXT;",
 ];
 
 /// Where a submission stands.
@@ -104,10 +105,13 @@ impl SubmissionState {
     }
 }
 
-/// A callback configured for a submission: its name and the Slurmfile's `events` filter (`None`: all
-/// the plugin subscribes to).
+/// A callback configured for a submission: which one (its Slurmfile and name, so two projects' callbacks
+/// that share a file name never receive each other's events), and the Slurmfile's `events` filter
+/// (`None`: all the plugin subscribes to).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallbackRoute {
+    /// `<Slurmfile path>#<name>`: the `plugin` of its deliveries.
+    pub key: String,
     pub name: String,
     pub events: Option<Vec<String>>,
 }
@@ -135,8 +139,9 @@ pub struct Submission {
     pub job_id: Option<JobId>,
     pub created_ms: i64,
     pub last_status: Option<JobStatus>,
-    /// The callbacks its events are journaled for.
-    pub callbacks: Vec<CallbackRoute>,
+    /// The callbacks its events are journaled for; `None` for a submission recorded before slurmkit
+    /// kept them.
+    pub callbacks: Option<Vec<CallbackRoute>>,
 }
 
 /// A callback delivery waiting or done.
@@ -217,7 +222,7 @@ impl Journal {
 
     pub fn mark_rejected(&self, id: i64, error: &str) -> Result<(), JournalError> {
         self.conn.execute(
-            "UPDATE submissions SET state = 'rejected', error = ?2, updated_ms = ?3 WHERE id = ?1",
+            "UPDATE submissions SET state = 'rejected', error = ?2, updated_ms = ?3 WHERE id = ?1 AND state = 'submitting'",
             params![id, error, now_ms()],
         )?;
         Ok(())
@@ -387,7 +392,7 @@ fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalErr
     let state: String = row.get(7)?;
     let job_id: Option<String> = row.get(8)?;
     let last_status: Option<String> = row.get(10)?;
-    let callbacks: String = row.get(11)?;
+    let callbacks: Option<String> = row.get(11)?;
     Ok(Submission {
         id: row.get(0)?,
         cluster: row.get(1)?,
@@ -400,7 +405,11 @@ fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalErr
         job_id: job_id.and_then(|id| JobId::parse(&id).ok()),
         created_ms: row.get(9)?,
         last_status: last_status.and_then(|s| serde_json::from_str(&s).ok()),
-        callbacks: serde_json::from_str(&callbacks).unwrap_or_default(),
+        callbacks: callbacks.and_then(|json| {
+            serde_json::from_str(&json)
+                .inspect_err(|e| tracing::warn!("unreadable callbacks of a journaled submission ({e}); using the Slurmfile's"))
+                .ok()
+        }),
     })
 }
 

@@ -258,8 +258,7 @@ impl<'de> Deserialize<'de> for ArraySpec {
 
 /// A wall-clock limit. Written as Slurm writes it (`90` minutes, `1:30:00`, `2-00:00:00`) or with a unit
 /// (`90s`, `45m`, `2h`, `1d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeLimit(u64);
 
 impl TimeLimit {
@@ -325,6 +324,14 @@ impl TimeLimit {
             return Err(err());
         }
         Ok(TimeLimit(seconds))
+    }
+}
+
+/// Written as `"<seconds>s"`, a form [`TimeLimit::parse`] reads back exactly (a bare number would
+/// read back as minutes).
+impl Serialize for TimeLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", self.0))
     }
 }
 
@@ -414,7 +421,7 @@ pub fn parse_binary_size(raw: &str, default_unit: u64) -> Option<u64> {
 }
 
 /// `--nodes`: a count, or a `min-max` range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeCount {
     pub min: u32,
     pub max: Option<u32>,
@@ -451,6 +458,16 @@ impl NodeCount {
                 min: count(raw)?,
                 max: None,
             }),
+        }
+    }
+}
+
+/// Written as `"2"` or `"2-4"`, the form the Slurmfile uses and [`NodeCount::parse`] reads back.
+impl Serialize for NodeCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.max {
+            Some(max) => s.serialize_str(&format!("{}-{max}", self.min)),
+            None => s.serialize_str(&self.min.to_string()),
         }
     }
 }
@@ -559,6 +576,44 @@ impl fmt::Display for TimeLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The journal and callback events store specs as JSON: every field must read back as written.
+    #[test]
+    fn a_full_spec_reads_back_from_json() {
+        let mut spec = JobSpec::new(
+            JobName::parse("full").unwrap(),
+            Payload::Script("echo hi".into()),
+        );
+        spec.working_dir = Some(DirectiveText::parse("dir", "/scratch/run 1").unwrap());
+        spec.environment.insert("A".into(), "1".into());
+        spec.modules = vec!["gcc/13".into()];
+        spec.partition = Some(Partition::parse("debug").unwrap());
+        spec.account = Some(Account::parse("proj").unwrap());
+        spec.qos = Some(Qos::parse("normal").unwrap());
+        spec.reservation = Some(Reservation::parse("maint").unwrap());
+        spec.time_limit = Some(TimeLimit::parse("30-00:00:00").unwrap());
+        spec.nodes = Some(NodeCount {
+            min: 2,
+            max: Some(4),
+        });
+        spec.ntasks = Some(8);
+        spec.ntasks_per_node = Some(4);
+        spec.cpus_per_task = Some(2);
+        spec.memory = Some(Memory::parse("4G").unwrap());
+        spec.mem_per_cpu = Some(Memory::parse("512M").unwrap());
+        spec.gpus = Some(DirectiveText::parse("gpus", "a100:2").unwrap());
+        spec.gres = Some(DirectiveText::parse("gres", "gpu:2").unwrap());
+        spec.constraint = Some(DirectiveText::parse("constraint", "a|b").unwrap());
+        spec.exclusive = true;
+        spec.array = Some(ArraySpec::parse("0-9%2").unwrap());
+        spec.dependencies = parse_dependencies("afterok:1:2_3,singleton").unwrap();
+        spec.output = Some(DirectiveText::parse("output", "out-%j").unwrap());
+        spec.error = Some(DirectiveText::parse("error", "err-%j").unwrap());
+        spec.extra_directives = vec!["--mail-type=END".into()];
+        let json = serde_json::to_string(&spec).unwrap();
+        let back: JobSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec, "{json}");
+    }
 
     #[test]
     fn time_limits() {

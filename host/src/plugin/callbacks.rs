@@ -86,6 +86,10 @@ impl HostEvent {
 pub struct CallbackPlugin {
     pub spec: PluginSpec,
     pre: CallbacksPre<PluginState>,
+    /// Which configured callback it is (see [`CallbackRoute::key`]); deliveries are matched on it.
+    pub key: String,
+    /// What it subscribes to (its `subscriptions` export).
+    pub subscribed: BTreeSet<EventKind>,
     /// The events it gets: what it subscribes to, narrowed by the Slurmfile's `events`.
     pub events: BTreeSet<EventKind>,
 }
@@ -125,8 +129,10 @@ impl CallbackPlugin {
             found: export_names(engine.engine(), &component),
         })?;
         let mut plugin = CallbackPlugin {
+            key: spec.name.clone(),
             spec,
             pre,
+            subscribed: BTreeSet::new(),
             events: BTreeSet::new(),
         };
         let subscribed = plugin.subscriptions(engine).await?;
@@ -141,8 +147,9 @@ impl CallbackPlugin {
                 .copied()
                 .filter(|k| subscribed.contains(k))
                 .collect(),
-            None => subscribed,
+            None => subscribed.clone(),
         };
+        plugin.subscribed = subscribed;
         Ok(plugin)
     }
 
@@ -252,7 +259,15 @@ impl<'e> Callbacks<'e> {
         let Some(file) = file else { return callbacks };
         for settings in file.settings.callbacks.iter().flatten() {
             let name = super::callback_name(file, settings);
+            let key = format!("{}#{name}", file.path.display());
+            if callbacks.routes.iter().any(|r| r.key == key) {
+                tracing::error!(
+                    "two [[callbacks]] entries are named {name}; the second is ignored (give each its own `name`)"
+                );
+                continue;
+            }
             callbacks.routes.push(CallbackRoute {
+                key: key.clone(),
                 name: name.clone(),
                 events: settings
                     .events
@@ -265,7 +280,10 @@ impl<'e> Callbacks<'e> {
             }
             .await;
             match loaded {
-                Ok(plugin) => callbacks.plugins.push(plugin),
+                Ok(mut plugin) => {
+                    plugin.key = key;
+                    callbacks.plugins.push(plugin);
+                }
                 Err(error) => {
                     tracing::error!(
                         "callback {name} is not loaded; its events are journaled and wait for it: {error}"
@@ -291,42 +309,57 @@ impl<'e> Deliverer<'e> {
         Deliverer { callbacks, cluster }
     }
 
-    /// Journal `event` for every route that admits its kind.
+    /// Journal `event` for every route that admits its kind. Returns whether all of them were journaled.
     fn enqueue(
         &self,
         journal: &Journal,
         submission_id: i64,
         routes: &[CallbackRoute],
         event: &HostEvent,
-    ) {
+    ) -> bool {
         let routes: Vec<&CallbackRoute> = routes
             .iter()
             .filter(|r| r.admits(event.kind.as_str()))
             .collect();
         if routes.is_empty() {
-            return;
+            return true;
         }
         let json = match serde_json::to_string(event) {
             Ok(json) => json,
-            Err(e) => return tracing::error!("cannot journal event {}: {e}", event.id),
+            Err(e) => {
+                tracing::error!("cannot journal event {}: {e}", event.id);
+                return false;
+            }
         };
+        let mut all = true;
         for route in routes {
             if let Err(e) = journal.enqueue_delivery(
                 Some(submission_id),
                 &event.id,
                 event.kind.as_str(),
                 &json,
-                &route.name,
+                &route.key,
             ) {
                 tracing::error!("cannot journal event {} for {}: {e}", event.id, route.name);
+                all = false;
             }
         }
+        all
+    }
+
+    /// The callbacks a submission's events go to: those recorded when it was submitted, or for one
+    /// recorded before slurmkit kept them, those configured now.
+    fn routes_for(&self, submission: &Submission) -> Vec<CallbackRoute> {
+        submission
+            .callbacks
+            .clone()
+            .unwrap_or_else(|| self.callbacks.routes.clone())
     }
 
     /// The routes recorded with a submission (the callbacks configured when it was submitted).
     fn routes_of(&self, journal: &Journal, submission_id: i64) -> Vec<CallbackRoute> {
         match journal.submission(submission_id) {
-            Ok(Some(submission)) => submission.callbacks,
+            Ok(Some(submission)) => self.routes_for(&submission),
             Ok(None) => Vec::new(),
             Err(e) => {
                 tracing::error!(
@@ -387,10 +420,13 @@ impl<'e> Deliverer<'e> {
         let mut waiting: HashMap<i64, i64> = HashMap::new();
         let mut first_pass = true;
         loop {
-            let due = match journal.due_deliveries(now_ms()) {
+            let now = now_ms();
+            let due = match journal.due_deliveries(now) {
                 Ok(due) => due,
                 Err(e) => return tracing::error!("cannot read pending callback deliveries: {e}"),
             };
+            // One that came due but is not pending any more was handled by another run.
+            waiting.retain(|id, at| *at > now || due.iter().any(|d| d.id == *id));
             for delivery in due {
                 if !first_pass && !waiting.contains_key(&delivery.id) {
                     continue;
@@ -399,7 +435,7 @@ impl<'e> Deliverer<'e> {
                     .callbacks
                     .plugins
                     .iter()
-                    .find(|p| p.spec.name == delivery.plugin)
+                    .find(|p| p.key == delivery.plugin)
                 else {
                     continue;
                 };
@@ -429,7 +465,9 @@ impl<'e> Deliverer<'e> {
         delivery: &Delivery,
     ) -> Option<i64> {
         let kind = EventKind::parse(&delivery.event_kind);
-        if kind.is_none_or(|kind| !plugin.events.contains(&kind)) {
+        // The Slurmfile's `events` filter was applied when the event was queued; only the plugin's own
+        // subscriptions decide here.
+        if kind.is_none_or(|kind| !plugin.subscribed.contains(&kind)) {
             let reason = format!(
                 "{} does not subscribe to {}",
                 plugin.spec.name, delivery.event_kind
@@ -555,7 +593,7 @@ impl StatusObserver for StatusEvents<'_, '_> {
         submission: &Submission,
         previous: Option<&JobStatus>,
         current: &JobStatus,
-    ) {
+    ) -> bool {
         let deliverer = self.deliverer;
         let job_id = current.job_id.to_string();
         let detail = EventDetail::Status {
@@ -570,7 +608,8 @@ impl StatusObserver for StatusEvents<'_, '_> {
             detail.clone(),
             &format!(":{job_id}:{}", current.state),
         );
-        deliverer.enqueue(self.journal, submission.id, &submission.callbacks, &changed);
+        let routes = deliverer.routes_for(submission);
+        let mut queued = deliverer.enqueue(self.journal, submission.id, &routes, &changed);
         if current.state.is_terminal() {
             let kind = if current.state == JobState::Completed {
                 EventKind::Completed
@@ -585,8 +624,9 @@ impl StatusObserver for StatusEvents<'_, '_> {
                 detail,
                 &format!(":{job_id}"),
             );
-            deliverer.enqueue(self.journal, submission.id, &submission.callbacks, &ended);
+            queued &= deliverer.enqueue(self.journal, submission.id, &routes, &ended);
         }
+        queued
     }
 }
 

@@ -4,6 +4,7 @@
 //! time per call and output.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -61,16 +62,60 @@ pub struct GrantError {
 }
 
 /// A directory opened to the plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Preopen {
     pub host: PathBuf,
     /// The path the plugin sees: the grant as written, normalized (`./ledger` → `ledger`).
     pub guest: String,
     pub writable: bool,
+    /// The directory, held open since it was checked. Every call opens it again through
+    /// `/proc/self/fd/N`, which names this very directory however its path changes since: a plugin (or
+    /// another process) that swaps a directory on the path for a symlink gains nothing.
+    handle: Option<Arc<std::fs::File>>,
+}
+
+impl Preopen {
+    /// The path to open for a call: the held directory where `/proc` can name it, else `host` once
+    /// more checked to resolve to itself.
+    fn path_for_call(&self) -> std::io::Result<PathBuf> {
+        if let Some(handle) = &self.handle {
+            return Ok(fd_path(handle));
+        }
+        let resolved = std::fs::canonicalize(&self.host)?;
+        if resolved != self.host {
+            return Err(std::io::Error::other(format!(
+                "granted directory {} now resolves to {}; refusing to open it",
+                self.host.display(),
+                resolved.display()
+            )));
+        }
+        Ok(self.host.clone())
+    }
+}
+
+fn fd_path(file: &std::fs::File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// Open `host` and check that what was opened is `host` itself (no link swapped in meanwhile). `None`
+/// where `/proc` cannot name open files; the caller then re-checks the path before every call.
+fn hold_directory(host: &Path) -> Result<Option<Arc<std::fs::File>>, String> {
+    let file =
+        std::fs::File::open(host).map_err(|e| format!("cannot open {}: {e}", host.display()))?;
+    match std::fs::read_link(fd_path(&file)) {
+        Ok(opened) if opened == host => Ok(Some(Arc::new(file))),
+        Ok(opened) => Err(format!(
+            "{} resolved to {} while it was opened",
+            host.display(),
+            opened.display()
+        )),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Everything a plugin may reach beyond its own memory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Capabilities {
     pub env: Vec<(String, String)>,
     pub preopens: Vec<Preopen>,
@@ -132,10 +177,12 @@ impl Capabilities {
             // Resolve links only now that the directory exists, and check again.
             let (host, _) =
                 confine(written, project_dir).map_err(|reason| error(written, reason))?;
+            let handle = hold_directory(&host).map_err(|reason| error(written, reason))?;
             preopens.push(Preopen {
                 host,
                 guest,
                 writable,
+                handle,
             });
         }
         Ok(Capabilities {
@@ -157,24 +204,14 @@ impl Capabilities {
             builder.env(name, value);
         }
         for preopen in &self.preopens {
-            // The grant was confined when the plugin was loaded; a plugin with a write grant could
-            // since have replaced a directory on this path with a symlink (plugins run one at a time,
-            // so nothing changes it between this check and the open below).
-            let resolved = std::fs::canonicalize(&preopen.host)?;
-            if resolved != preopen.host {
-                return Err(std::io::Error::other(format!(
-                    "granted directory {} now resolves to {}; refusing to open it",
-                    preopen.host.display(),
-                    resolved.display()
-                )));
-            }
+            let path = preopen.path_for_call()?;
             let perms = if preopen.writable {
                 FsPerms::ReadWrite
             } else {
                 FsPerms::ReadOnly
             };
             builder
-                .preopened_dir(&preopen.host, &preopen.guest, perms)
+                .preopened_dir(&path, &preopen.guest, perms)
                 .map_err(|e| {
                     std::io::Error::other(format!(
                         "cannot open {} for the plugin: {e}",
@@ -379,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn a_grant_swapped_for_a_symlink_after_loading_is_refused() {
+    fn a_grant_swapped_for_a_symlink_after_loading_still_opens_the_checked_directory() {
         let project = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(project.path().join("shared/templates")).unwrap();
@@ -390,17 +427,18 @@ mod tests {
         let caps = Capabilities::from_grants("p", &grants, project.path()).unwrap();
         let pipe = || MemoryOutputPipe::new(64);
         assert!(caps.wasi_ctx(pipe(), pipe()).is_ok());
-        std::fs::rename(
-            project.path().join("shared/templates"),
-            project.path().join("shared/moved"),
-        )
-        .unwrap();
+        // Swap the directory for a symlink leading out of the project.
+        let moved = project.path().join("shared/moved");
+        std::fs::rename(project.path().join("shared/templates"), &moved).unwrap();
         std::os::unix::fs::symlink(outside.path(), project.path().join("shared/templates"))
             .unwrap();
-        let Err(err) = caps.wasi_ctx(pipe(), pipe()) else {
-            panic!("a swapped grant was opened")
-        };
-        assert!(err.to_string().contains("now resolves to"), "{err}");
+        let path = caps.preopens[0].path_for_call().unwrap();
+        assert_eq!(
+            std::fs::canonicalize(path).unwrap(),
+            moved.canonicalize().unwrap(),
+            "the held directory, not the link"
+        );
+        assert!(caps.wasi_ctx(pipe(), pipe()).is_ok());
     }
 
     #[test]

@@ -42,7 +42,13 @@ pub fn sbatch_command(job_dir: &str, script: &str) -> ShellCommand {
 
 /// `sbatch --parsable` prints `<id>` or `<id>;<cluster>`.
 pub fn parse_parsable(stdout: &str) -> Result<JobId, SlurmError> {
-    let first = stdout.trim().split(';').next().unwrap_or("");
+    // The id is printed last: a site's sbatch wrapper may print before it.
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let first = last.trim().split(';').next().unwrap_or("");
     JobId::parse(first).map_err(|_| SlurmError::UnexpectedSbatchOutput {
         output: stdout.to_string(),
     })
@@ -209,6 +215,13 @@ mod tests {
         assert_eq!(parse_parsable("42\n").unwrap().as_str(), "42");
         assert_eq!(parse_parsable("42;cluster\n").unwrap().as_str(), "42");
         assert!(parse_parsable("Submitted batch job 42").is_err());
+        assert_eq!(
+            parse_parsable("site wrapper: using account x\n42\n")
+                .unwrap()
+                .as_str(),
+            "42"
+        );
+        assert!(parse_parsable("").is_err());
     }
 
     #[test]
