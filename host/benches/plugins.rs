@@ -9,10 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use renderer_default::slurmkit::plugin::types as native;
-use slurmkit::job::spec::{JobSpec, Memory, Payload, TimeLimit};
 use slurmkit::plugin::renderer::Renderer;
 use slurmkit::plugin::{PluginEngine, PluginSpec};
-use slurmkit::slurm::validate::{JobName, Partition};
+use slurmkit::types::names::{JobName, Partition};
+use slurmkit::types::spec::{JobSpec, Payload};
+use slurmkit::types::units::{Memory, TimeLimit};
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -87,34 +88,35 @@ struct Figures {
 }
 
 async fn measure(label: &str, path: Option<&Path>, compiles: usize, calls: usize) -> Figures {
-    let spec = || match path {
+    let plugin = match path {
         Some(path) => PluginSpec::from_file(label, path, None).unwrap(),
         None => {
             let engine = PluginEngine::new(None).unwrap();
-            Renderer::builtin(&engine).unwrap().spec().clone()
+            Renderer::builtin(&engine).await.unwrap().spec().clone()
         }
     };
-    let plugin = spec();
     let size = plugin.bytes.len();
 
     let mut cold = Vec::new();
     for _ in 0..compiles {
         let engine = PluginEngine::new(None).unwrap();
         let started = Instant::now();
-        Renderer::load(&engine, plugin.clone()).unwrap();
+        Renderer::load(&engine, plugin.clone()).await.unwrap();
         cold.push(started.elapsed());
     }
 
     let cache = tempfile::tempdir().unwrap();
     let engine = PluginEngine::new(Some(cache.path().to_path_buf())).unwrap();
-    Renderer::load(&engine, plugin.clone()).unwrap();
-    let cached = median((0..compiles.max(5)).map(|_| {
+    Renderer::load(&engine, plugin.clone()).await.unwrap();
+    let mut cached = Vec::new();
+    for _ in 0..compiles.max(5) {
         let started = Instant::now();
-        Renderer::load(&engine, plugin.clone()).unwrap();
-        started.elapsed()
-    }));
+        Renderer::load(&engine, plugin.clone()).await.unwrap();
+        cached.push(started.elapsed());
+    }
+    let cached = median(cached);
 
-    let renderer = Renderer::load(&engine, plugin).unwrap();
+    let renderer = Renderer::load(&engine, plugin).await.unwrap();
     let job = host_job();
     let mut instantiate = Vec::new();
     let mut call = Vec::new();

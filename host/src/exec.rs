@@ -1,11 +1,13 @@
-//! Running a command on the cluster, whatever carries it (SSH, or this machine for the `local` backend).
+//! Running a command on the cluster, whatever carries it (SSH, or this machine for the `local` backend):
+//! the trait, and the output and error every carrier reports.
 //!
 //! One output type and one error type for every external command, shaped like cargo's `ProcessError`:
 //! the command line, how it ended (exit code or signal), and what it printed.
 
 use std::fmt;
 
-use crate::slurm::quote::ShellCommand;
+use crate::error::{Diagnose, exit};
+use crate::types::shell::ShellCommand;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +66,7 @@ impl CommandOutput {
 }
 
 /// An external command that could not be run, or ran and failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CommandError {
     /// The command never ran (no channel, no process).
     #[error("could not run `{command}`: {reason}")]
@@ -90,40 +92,36 @@ fn describe_failure(command: &str, output: &CommandOutput) -> String {
 
 /// Something that runs shell command lines: an SSH session, or this machine.
 pub trait Exec {
+    /// Run `command` with `input` on its standard input (then end of file), and collect what it prints.
+    fn run(
+        &self,
+        command: &ShellCommand,
+        input: &[u8],
+    ) -> impl Future<Output = Result<CommandOutput, CommandError>> + Send;
+
+    /// Run `command` with nothing on its standard input.
     fn exec(
         &self,
         command: &ShellCommand,
-    ) -> impl Future<Output = Result<CommandOutput, CommandError>> + Send;
+    ) -> impl Future<Output = Result<CommandOutput, CommandError>> + Send {
+        self.run(command, &[])
+    }
 }
 
-/// Runs commands on this machine through `/bin/sh -c`, so the `local` and `ssh` backends share every
-/// command line (and its quoting).
-pub struct LocalShell;
+impl Diagnose for CommandError {
+    fn exit_code(&self) -> u8 {
+        exit::CLUSTER
+    }
 
-impl Exec for LocalShell {
-    async fn exec(&self, command: &ShellCommand) -> Result<CommandOutput, CommandError> {
-        use std::os::unix::process::ExitStatusExt;
-        tracing::debug!(command = %command, "running locally");
-        let output = tokio::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command.as_str())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| CommandError::NotRun {
-                command: command.to_string(),
-                reason: e.to_string(),
-            })?;
-        let exit = match (output.status.code(), output.status.signal()) {
-            (Some(code), _) => Exit::Code(code),
-            (None, Some(signal)) => Exit::Signal(signal.to_string()),
-            (None, None) => Exit::Unknown,
-        };
-        Ok(CommandOutput {
-            exit,
-            stdout: output.stdout,
-            stderr: output.stderr,
-        })
+    fn hint(&self) -> Option<String> {
+        match self {
+            CommandError::Failed { output, .. }
+                if String::from_utf8_lossy(&output.stderr).contains("command not found") =>
+            {
+                Some("Slurm's commands are not on the remote PATH for non-interactive shells; ask your admins, or check `ssh host which sbatch`".into())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -146,17 +144,5 @@ mod tests {
             err.to_string(),
             "`sbatch --parsable job.sbatch` failed (exit status 1)\n--- stderr\nsbatch: error: invalid partition specified: nosuch"
         );
-    }
-
-    #[tokio::test]
-    async fn local_shell_reports_exit_code_and_output() {
-        let out = LocalShell.exec(&ShellCommand::new("false")).await.unwrap();
-        assert_eq!(out.exit, Exit::Code(1));
-        let out = LocalShell
-            .exec(&ShellCommand::new("echo").arg("$HOME; id"))
-            .await
-            .unwrap();
-        assert!(out.success());
-        assert_eq!(out.stdout_text(), "$HOME; id\n");
     }
 }

@@ -1,25 +1,27 @@
 //! slurmkit: submit jobs to SLURM clusters over SSH, with sandboxed WebAssembly renderers and callbacks.
 //!
 //! # Layout
-//! Modules follow the trust boundaries:
-//! - [`config`]: the Slurmfile (finding, reading, environments).
-//! - [`job`]: the validated job spec, the job directory's layout, the local journal.
-//! - [`slurm`]: sbatch/squeue/scontrol/sacct/scancel command lines, quoting, validation, output parsing.
-//! - [`exec`]: one way to run a command on the cluster (SSH or local) and one error for its failure.
-//! - [`ssh`]: russh transport, host-key policy, authentication, jump hosts, ssh_config.
-//! - [`transfer`]: files confined to a job directory, over SFTP or locally.
-//! - [`plugin`]: the wasmtime engine, limits, grants, compiled-artifact cache; renderers and callbacks.
-//! - [`cluster`]: a connection to a cluster (SSH or local) and what a command does with it.
-//! - [`cli`]: the `slurmkit` command line.
+//! Modules sit on floors; a module imports only from its own floor or below, never from above.
+//! - Command line: [`cli`] parses arguments and prints.
+//! - Lifecycle: [`lifecycle`], a connection's session (plan, submit, reconcile, observe, wait, logs,
+//!   the outbox of callback events).
+//! - Transports and engines: [`ssh`] (OpenSSH's semantics over russh), [`transfer`] (files confined
+//!   to a job directory), [`plugin`] (the wasmtime sandbox), [`slurm`] (Slurm's commands and their
+//!   output), [`journal`] (the local record of every submission and delivery).
+//! - Configuration and values: [`config`] (the Slurmfile), [`types`] (validated values), [`wit`] (the
+//!   plugin interface's generated types), [`exec`] (running a command, anywhere), [`error`] (exit codes
+//!   and hints), [`local_user`].
 
 pub mod cli;
-pub mod cluster;
 pub mod config;
-pub mod diagnostics;
+pub mod error;
 pub mod exec;
-pub mod job;
+pub mod journal;
+pub mod lifecycle;
 pub mod local_user;
 pub mod plugin;
 pub mod slurm;
 pub mod ssh;
 pub mod transfer;
+pub mod types;
+pub mod wit;

@@ -12,6 +12,8 @@ use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use crate::error::{Diagnose, exit};
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error("{name:?} is not a path inside the job directory: {reason}")]
@@ -20,6 +22,25 @@ pub enum TransferError {
     NotFound { path: String },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+}
+
+impl Diagnose for TransferError {
+    fn exit_code(&self) -> u8 {
+        exit::CLUSTER
+    }
+}
+
+/// Run local filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    path: &str,
+    work: impl FnOnce() -> Result<T, TransferError> + Send + 'static,
+) -> Result<T, TransferError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(TransferError::Io {
+            path: path.to_string(),
+            message: e.to_string(),
+        })
+    })
 }
 
 /// Where files live: the cluster over SFTP, or this machine.
@@ -82,11 +103,15 @@ impl<'a> Files<'a> {
                     .map_err(|e| io_error(&path, e))?;
             }
             Files::Local => {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&path)
-                    .map_err(|e| local_error(&path, e))?;
+                let dir = path.clone();
+                blocking(&path, move || {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&dir)
+                        .map_err(|e| local_error(&dir, e))
+                })
+                .await?;
             }
         }
         Ok(JobDir { files: *self, path })
@@ -116,9 +141,14 @@ impl<'a> Files<'a> {
                     Err(e) => return Err(io_error(&current, e)),
                 },
                 Files::Local => {
-                    if !Path::new(&current).is_dir() {
-                        std::fs::create_dir(&current).map_err(|e| local_error(&current, e))?;
-                    }
+                    let dir = current.clone();
+                    blocking(&current, move || {
+                        if !Path::new(&dir).is_dir() {
+                            std::fs::create_dir(&dir).map_err(|e| local_error(&dir, e))?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
                 }
             }
         }
@@ -143,19 +173,21 @@ impl<'a> Files<'a> {
                 }
                 Err(e) => return Err(io_error(path, e)),
             },
-            Files::Local => match std::fs::symlink_metadata(path) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => {
-                    return Err(TransferError::Io {
-                        path: path.into(),
+            Files::Local => {
+                let dir = path.to_string();
+                blocking(path, move || match std::fs::symlink_metadata(&dir) {
+                    Ok(meta) if meta.is_dir() => Ok(()),
+                    Ok(_) => Err(TransferError::Io {
+                        path: dir,
                         message: "is not a directory".into(),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(TransferError::NotFound { path: path.into() });
-                }
-                Err(e) => return Err(local_error(path, e)),
-            },
+                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Err(TransferError::NotFound { path: dir })
+                    }
+                    Err(e) => Err(local_error(&dir, e)),
+                })
+                .await?
+            }
         }
         Ok(JobDir {
             files: *self,
@@ -214,23 +246,31 @@ impl JobDir<'_> {
                 }
             }
             Files::Local => {
-                use std::io::Write;
-                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-                let result = (|| {
-                    let mut file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(mode)
-                        .open(&temporary)?;
-                    file.write_all(bytes)?;
-                    file.sync_all()?;
-                    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
-                    std::fs::rename(&temporary, &target)
-                })();
-                if let Err(e) = result {
-                    let _ = std::fs::remove_file(&temporary);
-                    return Err(local_error(&target, e));
-                }
+                let bytes = bytes.to_vec();
+                let written = target.clone();
+                blocking(&target, move || {
+                    use std::io::Write;
+                    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                    let result = (|| {
+                        let mut file = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(mode)
+                            .open(&temporary)?;
+                        file.write_all(&bytes)?;
+                        file.sync_all()?;
+                        std::fs::set_permissions(
+                            &temporary,
+                            std::fs::Permissions::from_mode(mode),
+                        )?;
+                        std::fs::rename(&temporary, &written)
+                    })();
+                    result.map_err(|e| {
+                        let _ = std::fs::remove_file(&temporary);
+                        local_error(&written, e)
+                    })
+                })
+                .await?;
             }
         }
         Ok(())
@@ -284,29 +324,38 @@ impl JobDir<'_> {
                 let _ = file.shutdown().await;
             }
             Files::Local => {
-                use std::io::{Read, Seek};
-                match std::fs::symlink_metadata(&target) {
-                    Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_refused(name)),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(TransferError::NotFound { path: target });
+                let (name, dir, path) = (name.to_string(), self.path.clone(), target.clone());
+                bytes = blocking(&target, move || {
+                    use std::io::{Read, Seek};
+                    let target = path;
+                    match std::fs::symlink_metadata(&target) {
+                        Ok(meta) if meta.file_type().is_symlink() => {
+                            return Err(symlink_refused(&name));
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            return Err(TransferError::NotFound { path: target });
+                        }
+                        Err(e) => return Err(local_error(&target, e)),
                     }
-                    Err(e) => return Err(local_error(&target, e)),
-                }
-                let resolved =
-                    std::fs::canonicalize(&target).map_err(|e| local_error(&target, e))?;
-                let resolved_dir =
-                    std::fs::canonicalize(&self.path).map_err(|e| local_error(&self.path, e))?;
-                if !resolved.starts_with(&resolved_dir) || resolved == resolved_dir {
-                    return Err(symlink_refused(name));
-                }
-                let mut file =
-                    std::fs::File::open(&resolved).map_err(|e| local_error(&target, e))?;
-                file.seek(SeekFrom::Start(offset))
-                    .map_err(|e| local_error(&target, e))?;
-                file.take(limit)
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| local_error(&target, e))?;
+                    let resolved =
+                        std::fs::canonicalize(&target).map_err(|e| local_error(&target, e))?;
+                    let resolved_dir =
+                        std::fs::canonicalize(&dir).map_err(|e| local_error(&dir, e))?;
+                    if !resolved.starts_with(&resolved_dir) || resolved == resolved_dir {
+                        return Err(symlink_refused(&name));
+                    }
+                    let mut file =
+                        std::fs::File::open(&resolved).map_err(|e| local_error(&target, e))?;
+                    file.seek(SeekFrom::Start(offset))
+                        .map_err(|e| local_error(&target, e))?;
+                    let mut bytes = Vec::new();
+                    file.take(limit)
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| local_error(&target, e))?;
+                    Ok(bytes)
+                })
+                .await?;
             }
         }
         Ok(bytes)

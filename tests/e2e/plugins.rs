@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use slurmkit::job::journal::{DeliveryState, Journal};
+use slurmkit::journal::{DeliveryState, Journal};
 use slurmkit_e2e::{Project, Run, artifacts, cluster, eventually};
 
 /// Copy a built plugin into the project, returning its path relative to the Slurmfile.
@@ -48,7 +48,7 @@ fn project_with(plugins: impl FnOnce(&Project) -> String) -> Project {
 fn submitted(project: &Project, run: &Run) -> String {
     run.ok();
     let job_id = run.first_line();
-    let id = slurmkit::slurm::validate::JobId::parse(&job_id)
+    let id = slurmkit::types::names::JobId::parse(&job_id)
         .unwrap_or_else(|_| panic!("no job id printed:\n{}\n{}", run.stdout, run.stderr));
     let key = format!(
         "ssh://{}@{}:{}",

@@ -1241,7 +1241,7 @@ fn the_fallback_ssh_config_parser_agrees_with_ssh_g() {
         for host in hosts {
             let expected = ssh_g(&path, host);
             let defaults = ssh_g(Path::new("/dev/null"), host);
-            let parsed = slurmkit::ssh::config::parse(text, host, &local_user, dir.path());
+            let parsed = slurmkit::ssh::config_file::parse(text, host, &local_user, dir.path());
             for key in CONFIG_KEYS {
                 let actual = parsed.get(key).or(defaults.get(key));
                 compared += 1;
@@ -1271,7 +1271,8 @@ mod prompts {
     use russh::server::{self, Auth, Response};
     use russh::{MethodKind, MethodSet};
     use slurmkit::ssh::auth::{AuthError, AuthPlan, Identity, NoPrompt, Prompter};
-    use slurmkit::ssh::{Hop, HostKeyPolicy, Session, SshError, Transport};
+    use slurmkit::ssh::{Hop, Session, SshError, Transport};
+    use slurmkit::types::HostKeyPolicy;
 
     /// Answers prompts from a script and records what it was shown and asked.
     #[derive(Default)]

@@ -234,21 +234,19 @@ fn the_local_backend_submits_with_local_sbatch() {
 /// `submitting` record, the job directory holds the id sbatch wrote. The next command recovers it.
 #[test]
 fn a_job_whose_submission_reply_was_lost_is_recovered_by_the_next_command() {
-    use slurmkit::cli::args::JobArgs;
-    use slurmkit::job::journal::Journal;
-    use slurmkit::slurm::validate::JobId;
+    use slurmkit::journal::Journal;
+    use slurmkit::types::names::{JobId, JobName};
+    use slurmkit::types::spec::{JobSpec, Payload};
 
     let project = ssh_project("[job]\ncommand = [\"true\"]\n");
     let c = cluster();
     let name = project.unique_name();
     let job_dir = format!("{}/slurm_jobs/{name}-interrupted", c.user_home.display());
     let key = format!("ssh://{}@{}:{}", c.user, c.host, c.port);
-    let args = JobArgs {
-        name: Some(name.clone()),
-        command: vec!["echo".into(), "recovered".into()],
-        ..JobArgs::default()
-    };
-    let spec = slurmkit::cli::plan::resolve_job(None, &args).unwrap();
+    let spec = JobSpec::new(
+        JobName::parse(&name).unwrap(),
+        Payload::Command(vec!["echo".into(), "recovered".into()]),
+    );
     let journal = Journal::open(&project.data_dir().join("journal.sqlite")).unwrap();
     let id = journal
         .begin_submission(&key, &job_dir, &spec, "builtin", &[])

@@ -1,12 +1,14 @@
-//! The command line, as clap parses it. Nothing here does I/O; `plan` turns it into a resolved plan.
+//! The command line, as clap parses it. Nothing here does I/O; [`GlobalArgs::flags`] and
+//! [`JobOverrides::flags`] hand it to the plan as plain values.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::BackendKind;
-use crate::slurm::validate::JobId;
-use crate::ssh::HostKeyPolicy;
+use crate::lifecycle::{Flags, JobFlags};
+use crate::types::HostKeyPolicy;
+use crate::types::names::JobId;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,24 +33,44 @@ pub struct GlobalArgs {
     #[arg(long = "env", global = true, env = "SLURM_ENV", value_name = "NAME")]
     pub environment: Option<String>,
     /// Cluster login host (or an alias from ~/.ssh/config).
-    #[arg(long, global = true, value_name = "HOST")]
+    #[arg(long, global = true, value_name = "HOST", help_heading = "Connection")]
     pub hostname: Option<String>,
-    #[arg(long, global = true, value_name = "USER")]
+    /// User name on the cluster.
+    #[arg(long, global = true, value_name = "USER", help_heading = "Connection")]
     pub username: Option<String>,
-    #[arg(long, global = true, value_name = "PORT")]
+    /// SSH port of the login host.
+    #[arg(long, global = true, value_name = "PORT", help_heading = "Connection")]
     pub port: Option<u16>,
     /// What to do with a host whose key is not recorded. A changed key is always refused.
-    #[arg(long, global = true, value_enum, value_name = "POLICY")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "POLICY",
+        help_heading = "Connection"
+    )]
     pub host_key_policy: Option<HostKeyPolicy>,
     /// Private key to authenticate with.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Connection")]
     pub key_file: Option<PathBuf>,
     /// Jump hosts, as `ssh -J`: [user@]host[:port][,...].
-    #[arg(long = "jump", short = 'J', global = true, value_name = "HOSTS")]
+    #[arg(
+        long = "jump",
+        short = 'J',
+        global = true,
+        value_name = "HOSTS",
+        help_heading = "Connection"
+    )]
     pub proxy_jump: Option<String>,
     /// `ssh` (default) or `local` (run sbatch on this machine).
-    #[arg(long, global = true, value_enum, value_name = "BACKEND")]
-    pub backend: Option<BackendArg>,
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "BACKEND",
+        help_heading = "Connection"
+    )]
+    pub backend: Option<BackendKind>,
     /// Where the journal lives (default: the user data directory).
     #[arg(long, global = true, env = "SLURMKIT_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -63,17 +85,20 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum BackendArg {
-    Ssh,
-    Local,
-}
-
-impl From<BackendArg> for BackendKind {
-    fn from(value: BackendArg) -> Self {
-        match value {
-            BackendArg::Ssh => BackendKind::Ssh,
-            BackendArg::Local => BackendKind::Local,
+impl GlobalArgs {
+    pub fn flags(&self) -> Flags {
+        Flags {
+            slurmfile: self.slurmfile.clone(),
+            environment: self.environment.clone(),
+            hostname: self.hostname.clone(),
+            username: self.username.clone(),
+            port: self.port,
+            host_key_policy: self.host_key_policy,
+            key_file: self.key_file.clone(),
+            proxy_jump: self.proxy_jump.clone(),
+            backend: self.backend,
+            data_dir: self.data_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
         }
     }
 }
@@ -81,12 +106,20 @@ impl From<BackendArg> for BackendKind {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the sbatch script for a job; nothing is sent anywhere.
-    Render(JobArgs),
-    /// Submit a job and print its id.
-    Submit {
+    Render {
+        /// A `[jobs.<NAME>]` entry of the Slurmfile.
+        job: Option<String>,
         #[command(flatten)]
-        job: JobArgs,
-        /// Wait until the job ends; the exit code reflects how it ended.
+        overrides: JobOverrides,
+    },
+    /// Submit jobs over one connection and print their ids, one per line in the order given.
+    Submit {
+        /// `[jobs.<NAME>]` entries of the Slurmfile (default: its only job, or `[job]`).
+        #[arg(value_name = "JOB")]
+        jobs: Vec<String>,
+        #[command(flatten)]
+        overrides: JobOverrides,
+        /// Wait until the jobs end; the exit code reflects how they ended.
         #[arg(long)]
         wait: bool,
     },
@@ -97,10 +130,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Wait until a job ends. Exit code: 0 COMPLETED, 10 FAILED, 11 CANCELLED, 12 TIMEOUT, 13 OUT_OF_MEMORY.
+    /// Wait until jobs end, with one shared query per round. Exit code: 0 COMPLETED, 8 the timeout ran
+    /// out, 10 FAILED, 11 CANCELLED, 12 TIMEOUT, 13 OUT_OF_MEMORY, 14 a job Slurm does not know (the
+    /// worst of several jobs).
     Wait {
-        job_id: JobId,
-        /// Give up after this many seconds (exit code 1).
+        #[arg(required = true, value_name = "JOB_ID")]
+        job_ids: Vec<JobId>,
+        /// Give up after this many seconds (exit code 8).
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
     },
@@ -146,18 +182,19 @@ pub enum PluginCommand {
     },
 }
 
-/// Which job, and quick overrides of its Slurmfile settings.
+/// Quick overrides of a job's Slurmfile settings.
 #[derive(Debug, Clone, Default, Args)]
-pub struct JobArgs {
-    /// A `[jobs.<NAME>]` entry of the Slurmfile.
-    pub job: Option<String>,
+pub struct JobOverrides {
     /// Job name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Partition to submit to.
     #[arg(long)]
     pub partition: Option<String>,
+    /// Account to charge.
     #[arg(long)]
     pub account: Option<String>,
+    /// Quality of service.
     #[arg(long)]
     pub qos: Option<String>,
     /// Time limit: minutes, [D-]HH:MM:SS, or with a unit (30m, 2h).
@@ -166,4 +203,17 @@ pub struct JobArgs {
     /// Run this command instead of the Slurmfile's (everything after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+impl JobOverrides {
+    pub fn flags(&self) -> JobFlags {
+        JobFlags {
+            name: self.name.clone(),
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            time: self.time.clone(),
+            command: self.command.clone(),
+        }
+    }
 }

@@ -6,19 +6,17 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::args::GlobalArgs;
-use super::plan;
+use super::diagnostics::{self, Failure};
 use super::terminal::TerminalPrompter;
-use crate::cluster::{Backend, ClusterError, Connection};
-use crate::config::Slurmfile;
-use crate::diagnostics::{self, exit};
+use crate::error::{Diagnose, exit, hints};
 use crate::exec::Exec;
-use crate::slurm::quote::ShellCommand;
+use crate::lifecycle::{Backend, Connection, Plan, Target};
 use crate::ssh::Hop;
+use crate::ssh::SshError;
 use crate::ssh::auth::{AuthError, human_duration};
 use crate::ssh::known_hosts::unix_now;
 use crate::ssh::policy::Acceptance;
-use crate::ssh::{HostKeyPolicy, SshError};
+use crate::types::shell::ShellCommand;
 
 #[derive(Debug, Serialize)]
 struct Step {
@@ -56,16 +54,15 @@ impl Report {
         });
     }
 
-    fn fail_with(&mut self, step: &str, error: &anyhow::Error) {
+    fn fail_with(&mut self, step: &str, error: &dyn Diagnose) {
         // The hints come last, each possibly over several lines; they belong in `fix`, not here.
         let detail = diagnostics::render(error)
             .lines()
             .take_while(|l| !l.starts_with("hint: "))
             .collect::<Vec<_>>()
             .join("\n");
-        let fix = diagnostics::hints(error).first().cloned();
-        self.exit_code
-            .get_or_insert(diagnostics::exit_code_for_error(error));
+        let fix = hints(error).first().cloned();
+        self.exit_code.get_or_insert(error.exit_code());
         self.fail(step, detail.trim_start_matches("error: ").to_string(), fix);
     }
 
@@ -74,13 +71,9 @@ impl Report {
     }
 }
 
-pub async fn run(
-    global: &GlobalArgs,
-    file: Option<&Slurmfile>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(plan: &Plan, json: bool) -> Result<ExitCode, Failure> {
     let mut report = Report::default();
-    walk(global, file, &mut report).await;
+    walk(plan, &mut report).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report.steps)?);
     } else {
@@ -99,8 +92,8 @@ pub async fn run(
     Ok(ExitCode::from(report.exit_code.unwrap_or(exit::SUCCESS)))
 }
 
-async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report) {
-    match file {
+async fn walk(plan: &Plan, report: &mut Report) {
+    match &plan.file {
         Some(f) => report.ok(
             "slurmfile",
             format!(
@@ -114,7 +107,7 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
         ),
         None => report.ok("slurmfile", "none found; using flags only"),
     }
-    let target = match plan::resolve_target(global, file) {
+    let target = match plan.target().await {
         Ok(target) => target,
         Err(e) => return report.fail_with("config", &e),
     };
@@ -134,7 +127,7 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
         .map(|h| format!("{}@{}:{}", h.auth.user, h.address, h.port))
         .collect();
     // One policy for the whole route, or each hop's when they differ (a jump host's own ssh_config).
-    let policies: Vec<&str> = hops.iter().map(|h| policy_name(h.policy)).collect();
+    let policies: Vec<&str> = hops.iter().map(|h| h.policy.as_str()).collect();
     let policy = if policies.iter().all(|p| *p == policies[0]) {
         policies[0].to_string()
     } else {
@@ -215,10 +208,10 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
     for cert_path in certificates {
         match russh::keys::load_openssh_certificate(cert_path) {
             Ok(cert) if unix_now() >= cert.valid_before() => {
-                let error = anyhow::Error::new(AuthError::CertificateExpired {
+                let error = AuthError::CertificateExpired {
                     path: cert_path.clone(),
                     expired_at: cert.valid_before(),
-                });
+                };
                 report.fail_with("certificate", &error);
             }
             Ok(cert) => report.ok(
@@ -241,15 +234,13 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
         Ok(conn) => conn,
         Err(e) => {
             let step = match &e {
-                ClusterError::Ssh(SshError::HostKey(_)) => "host key",
-                ClusterError::Ssh(SshError::Auth(AuthError::CertificateExpired { .. })) => {
-                    "certificate"
-                }
-                ClusterError::Ssh(SshError::Auth(_)) => "auth",
-                ClusterError::Ssh(SshError::Jump { .. }) => "jump",
+                SshError::HostKey(_) => "host key",
+                SshError::Auth(AuthError::CertificateExpired { .. }) => "certificate",
+                SshError::Auth(_) => "auth",
+                SshError::Jump { .. } => "jump",
                 _ => "ssh",
             };
-            return report.fail_with(step, &anyhow::Error::new(e));
+            return report.fail_with(step, &e);
         }
     };
     if let Connection::Ssh(session) = &conn {
@@ -271,15 +262,7 @@ async fn walk(global: &GlobalArgs, file: Option<&Slurmfile>, report: &mut Report
     remote_checks(&target, conn, report).await;
 }
 
-fn policy_name(policy: HostKeyPolicy) -> &'static str {
-    match policy {
-        HostKeyPolicy::Reject => "reject",
-        HostKeyPolicy::Warn => "warn",
-        HostKeyPolicy::Auto => "auto",
-    }
-}
-
-async fn remote_checks(target: &crate::cluster::Target, conn: Connection, report: &mut Report) {
+async fn remote_checks(target: &Target, conn: Connection, report: &mut Report) {
     let which = ShellCommand::new("command")
         .arg("-v")
         .args(["sbatch", "squeue", "scontrol", "scancel"]);
@@ -326,7 +309,7 @@ async fn remote_checks(target: &crate::cluster::Target, conn: Connection, report
         let _ = conn
             .exec(&ShellCommand::new("rm").arg("-r").arg("--").arg(&path))
             .await;
-        Ok::<String, crate::cluster::ClusterError>(base)
+        Ok::<String, crate::lifecycle::LifecycleError>(base)
     };
     match probe.await {
         Ok(base) => report.ok("job_base_dir", format!("{base} is writable")),

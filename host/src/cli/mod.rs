@@ -3,9 +3,10 @@
 
 pub mod args;
 mod commands;
+pub mod diagnostics;
 mod doctor;
-pub mod plan;
 mod plugin_cmd;
+mod plugins;
 mod terminal;
 
 use std::ffi::OsString;
@@ -13,8 +14,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::diagnostics;
+use crate::error::exit;
 
+pub use diagnostics::Failure;
 pub use terminal::TerminalPrompter;
 
 /// Run the CLI with `args` (including the program name).
@@ -24,9 +26,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(error) => {
             let _ = error.print();
             return ExitCode::from(if error.use_stderr() {
-                diagnostics::exit::USAGE
+                exit::USAGE
             } else {
-                diagnostics::exit::SUCCESS
+                exit::SUCCESS
             });
         }
     };
@@ -37,25 +39,23 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(error) => {
-            return diagnostics::report(
-                &anyhow::Error::new(error).context("cannot start the async runtime"),
-            );
-        }
+        Err(error) => return diagnostics::report(&error),
     };
     let outcome = runtime.block_on(async {
         tokio::select! {
             // The command's own result.
             outcome = commands::run(cli) => outcome,
-            // Ctrl-C: whatever was submitted is already journaled; exit like a shell does.
-            _ = tokio::signal::ctrl_c() => Ok(ExitCode::from(130)),
+            // Ctrl-C: whatever was submitted is already journaled; exit like a shell does. Blocking
+            // work (compiling a plugin, reading ssh_config, the journal) runs on other threads, so
+            // this is seen at once whatever step the command is at.
+            _ = tokio::signal::ctrl_c() => Ok(ExitCode::from(exit::INTERRUPTED)),
         }
     });
-    // Do not wait for background tasks (an SSH keepalive, a stuck plugin call) on the way out.
+    // Do not wait for background tasks (an SSH keepalive, a stuck plugin call, a compile) on the way out.
     runtime.shutdown_background();
     match outcome {
         Ok(code) => code,
-        Err(error) => diagnostics::report(&error),
+        Err(failure) => diagnostics::report(failure.error()),
     }
 }
 

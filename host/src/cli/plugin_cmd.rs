@@ -4,26 +4,25 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::args::{JobArgs, PluginCommand};
-use super::plan::{self, Dirs};
+use super::args::PluginCommand;
+use super::diagnostics::Failure;
 use crate::config::{CallbackSettings, RendererSettings, Slurmfile};
-use crate::diagnostics::exit;
-use crate::job::spec::{JobSpec, Payload};
-use crate::plugin::callbacks::{CallbackPlugin, EventDetail, HostEvent};
+use crate::error::exit;
+use crate::lifecycle::Plan;
+use crate::lifecycle::outbox::{EventDetail, HostEvent};
+use crate::plugin::callbacks::CallbackPlugin;
 use crate::plugin::renderer::Renderer;
-use crate::plugin::{EventKind, PluginEngine, PluginSpec};
-use crate::slurm::state::{JobState, JobStatus, StatusSource};
-use crate::slurm::validate::{JobId, JobName, Partition};
+use crate::plugin::{PluginEngine, PluginError, PluginSpec};
+use crate::types::names::{JobId, JobName, Partition};
+use crate::types::spec::{JobSpec, Payload};
+use crate::types::status::{JobState, JobStatus, StatusSource};
+use crate::wit::EventKind;
 
-pub async fn run(
-    command: PluginCommand,
-    file: Option<&Slurmfile>,
-    dirs: &Dirs,
-) -> anyhow::Result<ExitCode> {
-    let engine = PluginEngine::new(Some(dirs.cache.clone()))?;
+pub async fn run(command: PluginCommand, plan: &Plan) -> Result<ExitCode, Failure> {
+    let engine = super::plugins::engine(plan)?;
     match command {
         PluginCommand::Inspect { file: path, json } => {
-            let inspection = engine.inspect(&path)?;
+            let inspection = engine.inspect(&path).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
@@ -49,17 +48,15 @@ pub async fn run(
             }
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Check { file: path, job } => {
-            check(&engine, &path, file, job.as_deref()).await
-        }
+        PluginCommand::Check { file: path, job } => check(&engine, &path, plan, job).await,
     }
 }
 
 /// The plugin's settings (config, grants, limits) from the Slurmfile entry that names this file, if any.
-fn configured_spec(path: &Path, file: Option<&Slurmfile>) -> anyhow::Result<PluginSpec> {
+fn configured_spec(path: &Path, file: Option<&Slurmfile>) -> Result<PluginSpec, PluginError> {
     let unconfigured = || PluginSpec::from_file(&crate::plugin::file_stem(path), path, None);
     let Some(file) = file else {
-        return Ok(unconfigured()?);
+        return unconfigured();
     };
     let target = path.canonicalize().ok();
     let same = |written: &str| file.resolve_path(written).canonicalize().ok() == target;
@@ -69,7 +66,7 @@ fn configured_spec(path: &Path, file: Option<&Slurmfile>) -> anyhow::Result<Plug
             sha256: None,
             ..renderer.clone()
         };
-        return Ok(crate::plugin::renderer_spec(file, &settings)?);
+        return PluginSpec::renderer(file, &settings);
     }
     if let Some(callback) = file
         .settings
@@ -82,27 +79,21 @@ fn configured_spec(path: &Path, file: Option<&Slurmfile>) -> anyhow::Result<Plug
             sha256: None,
             ..callback.clone()
         };
-        return Ok(crate::plugin::callback_spec(file, &settings)?);
+        return PluginSpec::callback(file, &settings);
     }
-    Ok(unconfigured()?)
+    unconfigured()
 }
 
 async fn check(
     engine: &PluginEngine,
     path: &Path,
-    file: Option<&Slurmfile>,
-    job: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let inspection = engine.inspect(path)?;
-    let spec = configured_spec(path, file)?;
+    plan: &Plan,
+    job: Option<String>,
+) -> Result<ExitCode, Failure> {
+    let inspection = engine.inspect(path).await?;
+    let spec = configured_spec(path, plan.file.as_ref())?;
     let job_spec = match job {
-        Some(name) => {
-            let args = JobArgs {
-                job: Some(name.into()),
-                ..JobArgs::default()
-            };
-            plan::resolve_job(file, &args)?
-        }
+        Some(name) => plan.jobs(&[name])?.remove(0),
         None => sample_job(),
     };
     println!(
@@ -119,7 +110,7 @@ async fn check(
     match inspection.world.as_str() {
         "renderer" => {
             let started = Instant::now();
-            let renderer = Renderer::load(engine, spec)?;
+            let renderer = Renderer::load(engine, spec).await?;
             println!(
                 "ok    load: {:?} (compiled or read from the cache)",
                 started.elapsed()
@@ -145,10 +136,14 @@ async fn check(
             let events: Vec<&str> = plugin.events.iter().map(|k| k.as_str()).collect();
             println!("ok    subscriptions: {}", events.join(", "));
             for kind in EventKind::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|k| plugin.events.contains(k))
             {
-                match plugin.deliver(engine, &sample_event(kind, &job_spec)).await {
+                match plugin
+                    .deliver(&sample_event(kind, &job_spec).to_wit())
+                    .await
+                {
                     Ok(()) => println!("ok    on-event({kind})"),
                     Err(failure) => {
                         failures += 1;
@@ -157,10 +152,14 @@ async fn check(
                 }
             }
         }
-        other => anyhow::bail!(
-            "{} is a {other} component: it exports neither `render` nor `on-event`",
-            path.display()
-        ),
+        other => {
+            return Err(PluginError::WrongWorld {
+                name: inspection.path,
+                expected: "renderer or callbacks",
+                found: format!("{other}: it exports neither `render` nor `on-event`"),
+            }
+            .into());
+        }
     }
     if failures == 0 {
         println!("passed");
@@ -183,10 +182,10 @@ pub fn sample_job() -> JobSpec {
     job.environment.insert("OMP_NUM_THREADS".into(), "4".into());
     job.modules = vec!["python/3.11".into()];
     job.partition = Some(Partition::parse("debug").expect("valid"));
-    job.time_limit = Some(crate::job::spec::TimeLimit::from_seconds(3600));
+    job.time_limit = Some(crate::types::units::TimeLimit::from_seconds(3600));
     job.ntasks = Some(1);
     job.cpus_per_task = Some(4);
-    job.memory = crate::job::spec::Memory::parse("4G").ok();
+    job.memory = crate::types::units::Memory::parse("4G").ok();
     job
 }
 

@@ -1,18 +1,22 @@
 //! The Slurmfile: finding it, reading it, selecting an environment.
 //!
-//! A Slurmfile is TOML. Its top-level tables are the defaults; `[environments.<name>]` tables deep-merge
-//! over them (tables merge key by key, everything else is replaced). Every table is checked on its own
-//! first, so an unknown key or a bad value is reported with its file and line, then the selected layers
-//! are merged and read into [`Settings`].
+//! A Slurmfile is TOML. Its top-level tables are the defaults; `[environments.<name>]` tables merge
+//! over them, `[jobs.<name>]` over `[job]`, and command-line flags over both, all with one [`merge`]:
+//! tables merge key by key, everything else is replaced, and a layer that says what a job runs
+//! (`command`, `script` or `script_file`) replaces what the layers below said. Every table is checked on
+//! its own first, so an unknown key or a bad value is reported with its file and line, then the
+//! selected layers are merged and read into [`Settings`].
 
 mod settings;
 
 pub use settings::{
     BackendKind, CallbackSettings, ClusterSettings, Grants, JobSettings, LimitSettings,
-    RendererSettings, Settings,
+    PluginSettings, RendererSettings, Settings,
 };
 
 use std::path::{Path, PathBuf};
+
+use crate::error::{Diagnose, exit};
 
 /// File names a Slurmfile may have, in the order they are looked for.
 pub const FILE_NAMES: [&str; 4] = ["Slurmfile.toml", "Slurmfile", "slurmfile.toml", "slurmfile"];
@@ -44,6 +48,12 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+impl Diagnose for ConfigError {
+    fn exit_code(&self) -> u8 {
+        exit::CONFIG
+    }
+}
+
 /// A Slurmfile that was found and read, with one environment selected.
 #[derive(Debug, Clone)]
 pub struct Slurmfile {
@@ -53,6 +63,8 @@ pub struct Slurmfile {
     pub dir: PathBuf,
     /// The selected environment, if any.
     pub environment: Option<String>,
+    /// The file with the environment merged over it, as TOML: the layers above merge over this.
+    pub table: toml::Table,
     pub settings: Settings,
 }
 
@@ -118,11 +130,11 @@ impl Slurmfile {
                     available: checked.environment_names(),
                 })?;
             if let toml::Value::Table(layer) = layer {
-                deep_merge(&mut raw, layer.clone());
+                merge(&mut raw, layer.clone());
             }
         }
         let settings: Settings =
-            toml::Value::Table(raw)
+            toml::Value::Table(raw.clone())
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Invalid {
                     path: path.to_path_buf(),
@@ -136,6 +148,7 @@ impl Slurmfile {
             path: path.to_path_buf(),
             dir,
             environment: selected,
+            table: raw,
             settings,
         })
     }
@@ -169,12 +182,23 @@ fn find_in(dir: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Merge `over` into `base`: tables key by key (recursively), anything else replaced.
-fn deep_merge(base: &mut toml::Table, over: toml::Table) {
+/// Keys of which one layer sets at most one: a layer that sets any replaces them all.
+const ONE_OF: [&[&str]; 1] = [&["command", "script", "script_file"]];
+
+/// Merge the layer `over` into `base`: tables key by key (recursively), anything else replaced. The one
+/// merge for every layering: environments over the file, `[jobs.<name>]` over `[job]`, flags over both.
+pub fn merge(base: &mut toml::Table, over: toml::Table) {
+    for group in ONE_OF {
+        if group.iter().any(|key| over.contains_key(*key)) {
+            for key in group {
+                base.remove(*key);
+            }
+        }
+    }
     for (key, value) in over {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
-                deep_merge(base_table, over_table)
+                merge(base_table, over_table)
             }
             (_, value) => {
                 base.insert(key, value);
@@ -231,7 +255,7 @@ mod tests {
         assert_eq!(cluster.hostname.as_deref(), Some("login.example.org"));
         assert_eq!(
             cluster.host_key_policy,
-            Some(crate::ssh::HostKeyPolicy::Reject)
+            Some(crate::types::HostKeyPolicy::Reject)
         );
     }
 
@@ -272,6 +296,21 @@ environment = { B = "3" }
             dev.settings.cluster.unwrap().hostname.as_deref(),
             Some("dev")
         );
+    }
+
+    #[test]
+    fn a_layer_that_says_what_to_run_replaces_what_the_layers_below_said() {
+        let mut base: toml::Table =
+            toml::from_str("command = [\"a\"]\npartition = \"p\"\nenvironment = { A = \"1\" }")
+                .unwrap();
+        merge(
+            &mut base,
+            toml::from_str("script = \"echo\"\nenvironment = { B = \"2\" }").unwrap(),
+        );
+        assert!(!base.contains_key("command"));
+        assert_eq!(base["script"].as_str(), Some("echo"));
+        assert_eq!(base["partition"].as_str(), Some("p"));
+        assert_eq!(base["environment"].as_table().unwrap().len(), 2);
     }
 
     #[test]

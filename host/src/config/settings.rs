@@ -1,17 +1,16 @@
 //! The Slurmfile's schema. Every table rejects unknown keys; every value validates as it is read.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::job::spec::{
-    ArraySpec, Dependencies, DirectiveText, EnvName, ExtraDirective, Memory, ModuleName, NodeCount,
-    TimeLimit,
+use crate::types::HostKeyPolicy;
+use crate::types::names::{Account, JobName, Partition, Qos, Reservation};
+use crate::types::spec::{
+    ArraySpec, Dependencies, DirectiveText, EnvName, ExtraDirective, ModuleName,
 };
-use crate::plugin::EventKind;
-use crate::slurm::validate::{Account, JobName, Partition, Qos, Reservation};
-use crate::ssh::HostKeyPolicy;
+use crate::types::units::{ByteCount, Memory, NodeCount, ShortDuration, TimeLimit};
+use crate::wit::EventKind;
 
 /// The whole file as written: the defaults plus the environments that may override them.
 #[derive(Debug, Deserialize)]
@@ -52,7 +51,7 @@ pub struct Settings {
     pub callbacks: Option<Vec<CallbackSettings>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Reach the cluster over SSH (the default).
@@ -142,6 +141,42 @@ pub struct RendererSettings {
     pub limits: Option<LimitSettings>,
 }
 
+/// What `[renderer]` and `[[callbacks]]` say about their plugin file.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginSettings<'a> {
+    /// Path to the `.wasm` component, relative to the Slurmfile.
+    pub plugin: &'a str,
+    /// Expected sha256 of the file; a mismatch refuses to load it.
+    pub sha256: Option<&'a str>,
+    pub config: Option<&'a toml::Table>,
+    pub grants: Option<&'a Grants>,
+    pub limits: Option<&'a LimitSettings>,
+}
+
+impl RendererSettings {
+    pub fn plugin(&self) -> PluginSettings<'_> {
+        PluginSettings {
+            plugin: &self.plugin,
+            sha256: self.sha256.as_deref(),
+            config: self.config.as_ref(),
+            grants: self.grants.as_ref(),
+            limits: self.limits.as_ref(),
+        }
+    }
+}
+
+impl CallbackSettings {
+    pub fn plugin(&self) -> PluginSettings<'_> {
+        PluginSettings {
+            plugin: &self.plugin,
+            sha256: self.sha256.as_deref(),
+            config: self.config.as_ref(),
+            grants: self.grants.as_ref(),
+            limits: self.limits.as_ref(),
+        }
+    }
+}
+
 /// `[[callbacks]]`: one lifecycle callback plugin.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,109 +218,14 @@ pub struct LimitSettings {
     /// Total linear memory of the plugin.
     pub memory: Option<Memory>,
     /// Wall time per call.
-    pub timeout: Option<Seconds>,
+    pub timeout: Option<ShortDuration>,
     /// Bytes of log and stdout/stderr output per call.
     pub output: Option<ByteCount>,
-}
-
-/// A duration written as seconds (`2`, `0.5`) or with a unit (`500ms`, `2s`, `1m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seconds(pub Duration);
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Float(f64),
-            Text(String),
-        }
-        let err = |v: &str| {
-            serde::de::Error::custom(format!(
-                "invalid duration {v:?}: write seconds (2, 0.5) or a number with a unit (500ms, 2s, 1m)"
-            ))
-        };
-        let duration = match Raw::deserialize(d)? {
-            Raw::Int(s) => Duration::from_secs(s),
-            Raw::Float(s) if s > 0.0 => {
-                Duration::try_from_secs_f64(s).map_err(|_| err(&s.to_string()))?
-            }
-            Raw::Float(s) => return Err(err(&s.to_string())),
-            Raw::Text(text) => {
-                let (digits, unit) = text.trim().split_at(
-                    text.trim()
-                        .find(|c: char| !c.is_ascii_digit())
-                        .unwrap_or(text.trim().len()),
-                );
-                let n: u64 = digits.parse().map_err(|_| err(&text))?;
-                match unit {
-                    "ms" => Duration::from_millis(n),
-                    "" | "s" => Duration::from_secs(n),
-                    "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(|| err(&text))?),
-                    _ => return Err(err(&text)),
-                }
-            }
-        };
-        if duration.is_zero() {
-            return Err(serde::de::Error::custom(
-                "a duration of zero is not a limit",
-            ));
-        }
-        if duration > Duration::from_secs(86_400) {
-            return Err(serde::de::Error::custom(
-                "a plugin call may take at most a day",
-            ));
-        }
-        Ok(Seconds(duration))
-    }
-}
-
-/// A byte count written as a number or with a unit (`64K`, `1M`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteCount(pub u64);
-
-impl<'de> Deserialize<'de> for ByteCount {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        let text = match Raw::deserialize(d)? {
-            Raw::Bytes(n) => return Ok(ByteCount(n)),
-            Raw::Text(text) => text,
-        };
-        crate::job::spec::parse_binary_size(&text, 1)
-            .map(ByteCount)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid size {text:?}: write bytes (65536) or a number with a unit (64K, 1M)"
-                ))
-            })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_parse_units() {
-        let limits: LimitSettings =
-            toml::from_str("memory = \"32M\"\ntimeout = \"500ms\"\noutput = \"64K\"").unwrap();
-        assert_eq!(limits.memory.unwrap().mebibytes(), 32);
-        assert_eq!(limits.timeout.unwrap().0, Duration::from_millis(500));
-        assert_eq!(limits.output.unwrap().0, 65536);
-        let limits: LimitSettings = toml::from_str("timeout = 2.5").unwrap();
-        assert_eq!(limits.timeout.unwrap().0, Duration::from_millis(2500));
-        assert!(toml::from_str::<LimitSettings>("timeout = \"2h\"").is_err());
-        assert!(toml::from_str::<LimitSettings>("timeout = 0").is_err());
-        assert!(toml::from_str::<LimitSettings>("timeout = 1e300").is_err());
-        assert!(toml::from_str::<LimitSettings>("timeout = 86401").is_err());
-        assert!(toml::from_str::<LimitSettings>("timeout = \"99999999999999999999m\"").is_err());
-    }
 
     #[test]
     fn callback_events_are_checked_by_name() {

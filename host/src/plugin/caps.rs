@@ -11,6 +11,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use crate::config::{Grants, LimitSettings};
+use crate::error::{Diagnose, exit};
 
 pub const DEFAULT_MEMORY: usize = 64 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,6 +60,12 @@ pub struct GrantError {
     pub plugin: String,
     pub grant: String,
     pub reason: String,
+}
+
+impl Diagnose for GrantError {
+    fn exit_code(&self) -> u8 {
+        exit::PLUGIN
+    }
 }
 
 /// A directory opened to the plugin.

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use super::bindings::v0_1_0::renderer::{Renderer as RendererWorld, RendererPre};
-use super::bindings::v0_1_0::types::RenderError;
-use super::{PluginEngine, PluginError, PluginSpec, convert, export_names, link_error};
-use crate::job::spec::JobSpec;
+use super::engine::export_names;
+use super::{Capabilities, Limits, PluginEngine, PluginError, PluginSpec, convert};
+use crate::types::spec::JobSpec;
+use crate::wit::v0_1_0::renderer::{Renderer as RendererWorld, RendererPre};
+use crate::wit::v0_1_0::types::RenderError;
 
 /// The default renderer (plugins/renderer-default), built by host/build.rs and embedded here.
 pub static BUILTIN_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/renderer-default.wasm"));
@@ -14,39 +15,40 @@ pub static BUILTIN_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rende
 const MAX_SCRIPT_BYTES: usize = 1 << 20;
 
 /// A loaded renderer, ready to render any number of jobs.
-pub struct Renderer<'e> {
-    engine: &'e PluginEngine,
+pub struct Renderer {
+    engine: PluginEngine,
     spec: PluginSpec,
     pre: RendererPre<super::PluginState>,
 }
 
-impl<'e> Renderer<'e> {
+impl Renderer {
     /// The built-in renderer, with no grants.
-    pub fn builtin(engine: &'e PluginEngine) -> Result<Self, PluginError> {
+    pub async fn builtin(engine: &PluginEngine) -> Result<Self, PluginError> {
         let spec = PluginSpec {
             name: "renderer-default".into(),
             origin: "builtin".into(),
             bytes: Arc::new(BUILTIN_WASM.to_vec()),
             sha256: super::sha256_hex(BUILTIN_WASM),
             config: Vec::new(),
-            capabilities: super::Capabilities::none(),
-            limits: super::Limits::default(),
+            capabilities: Capabilities::none(),
+            limits: Limits::default(),
         };
-        Self::load(engine, spec)
+        Self::load(engine, spec).await
     }
 
-    pub fn load(engine: &'e PluginEngine, spec: PluginSpec) -> Result<Self, PluginError> {
-        let component = engine.component(&spec)?;
-        let linker = engine.linker()?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| link_error(&spec.name, engine.engine(), &component, e))?;
+    /// Compile (or read from the cache) and link a renderer.
+    pub async fn load(engine: &PluginEngine, spec: PluginSpec) -> Result<Self, PluginError> {
+        let (component, instance_pre) = engine.prepare(&spec).await?;
         let pre = RendererPre::new(instance_pre).map_err(|_| PluginError::WrongWorld {
             name: spec.name.clone(),
             expected: "renderer",
             found: export_names(engine.engine(), &component),
         })?;
-        Ok(Renderer { engine, spec, pre })
+        Ok(Renderer {
+            engine: engine.clone(),
+            spec,
+            pre,
+        })
     }
 
     pub fn spec(&self) -> &PluginSpec {
@@ -56,30 +58,27 @@ impl<'e> Renderer<'e> {
     /// Instantiate the renderer in a fresh store and drop it: the fixed cost every call pays before the
     /// guest runs. `slurmkit plugin check` and the benchmark time it.
     pub async fn instantiate(&self) -> Result<(), PluginError> {
-        let (mut store, output) = self
-            .engine
-            .store(&self.spec, Arc::new(self.spec.config.clone()))?;
-        let call = async { self.pre.instantiate_async(&mut store).await.map(|_| ()) };
-        let outcome = self.engine.with_deadline(&self.spec, call).await;
+        let pre = self.pre.clone();
         self.engine
-            .settle(&self.spec, "instantiate", &store, &output, outcome)
+            .call(&self.spec, "instantiate", move |store| {
+                Box::pin(async move { pre.instantiate_async(store).await.map(|_| ()) })
+            })
+            .await
     }
 
     /// Render `job`. The script is checked before it is used: it must start with `#!`, be text without
     /// NUL bytes, and stay under 1 MiB.
     pub async fn render(&self, job: &JobSpec) -> Result<String, PluginError> {
-        let (mut store, output) = self
-            .engine
-            .store(&self.spec, Arc::new(self.spec.config.clone()))?;
-        let record = convert::job_to_wit(job);
-        let call = async {
-            let instance: RendererWorld = self.pre.instantiate_async(&mut store).await?;
-            instance.call_render(&mut store, &record).await
-        };
-        let outcome = self.engine.with_deadline(&self.spec, call).await;
+        let (pre, record) = (self.pre.clone(), convert::job_to_wit(job));
         let result = self
             .engine
-            .settle(&self.spec, "render", &store, &output, outcome)?;
+            .call(&self.spec, "render", move |store| {
+                Box::pin(async move {
+                    let instance: RendererWorld = pre.instantiate_async(&mut *store).await?;
+                    instance.call_render(store, &record).await
+                })
+            })
+            .await?;
         let script = result.map_err(|e| PluginError::Refused {
             plugin: self.spec.name.clone(),
             message: describe(&e),

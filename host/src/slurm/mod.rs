@@ -1,21 +1,15 @@
-//! Slurm's client commands (sbatch, squeue, scontrol, sacct, scancel): building their command lines,
-//! running them through an [`Exec`], and reading their output.
+//! Slurm's client commands (sbatch, squeue, sacct, scancel): building their command lines, running
+//! them through an [`Exec`], and reading their output.
 
-pub mod quote;
-pub mod state;
-pub mod validate;
+pub mod parse;
+pub mod recover;
+pub mod submit;
 
+use crate::error::{Diagnose, exit};
 use crate::exec::{CommandError, Exec};
-use quote::ShellCommand;
-use state::{JobState, JobStatus};
-use validate::JobId;
-
-/// File in the job directory that holds the id sbatch printed. The id is read from there, never from
-/// the command's output: a login shell may add to that output, and the reply can be lost while the job
-/// is queued. Written as [`JOB_ID_PENDING_FILE`] and renamed once sbatch has finished.
-pub const JOB_ID_FILE: &str = "job_id";
-/// Where sbatch's output goes while it runs.
-pub const JOB_ID_PENDING_FILE: &str = ".job_id.tmp";
+use crate::types::names::JobId;
+use crate::types::shell::ShellCommand;
+use crate::types::status::{JobState, JobStatus, StatusSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
@@ -23,21 +17,21 @@ pub enum SlurmError {
     Command(#[from] CommandError),
     #[error("sbatch printed {output:?} instead of a job id")]
     UnexpectedSbatchOutput { output: String },
+    #[error("the submission script's reply could not be read: {reason}")]
+    UnreadableReply { reason: String },
 }
 
-/// The command that submits `script` (a file name inside `job_dir`) with `sbatch --parsable`, run inside
-/// `job_dir`, leaving the id in [`JOB_ID_FILE`].
-pub fn sbatch_command(job_dir: &str, script: &str) -> ShellCommand {
-    ShellCommand::new("sbatch")
-        .arg("--parsable")
-        .arg(script)
-        .stdout_to(JOB_ID_PENDING_FILE)
-        .and_then(
-            ShellCommand::new("mv")
-                .arg(JOB_ID_PENDING_FILE)
-                .arg(JOB_ID_FILE),
-        )
-        .in_dir(job_dir)
+impl Diagnose for SlurmError {
+    fn exit_code(&self) -> u8 {
+        exit::CLUSTER
+    }
+
+    fn diagnosed_source(&self) -> Option<&dyn Diagnose> {
+        match self {
+            SlurmError::Command(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// `sbatch --parsable` prints `<id>` or `<id>;<cluster>`.
@@ -54,67 +48,66 @@ pub fn parse_parsable(stdout: &str) -> Result<JobId, SlurmError> {
     })
 }
 
-/// The current status of each job in `ids`, with as few round trips as possible: one `squeue` for all,
-/// one exec of `scontrol show job` for those that finished or left the queue (for exit codes), then
-/// `sacct` for anything still unknown. Works on clusters without accounting. An array job id
-/// (`123`) yields one status per task.
-pub async fn status(exec: &impl Exec, ids: &[JobId]) -> Result<Vec<JobStatus>, SlurmError> {
+/// Above this many ids, squeue is asked for all of the user's jobs rather than a list that long (the
+/// command line has limits, and Slurm loads every job for a list of more than one id anyway).
+const MAX_LISTED_IDS: usize = 1000;
+
+/// The current status of each job in `ids`, in a constant number of queries whatever their number: one
+/// `squeue` for all (one controller RPC; it also reports exit codes), and for the ids it no longer knows,
+/// except those in `settled` (already known to have ended), one exec that asks `sacct`, or the job
+/// completion log where there is no accounting database. An array job id (`123`) yields one status
+/// per task; an id nothing knows yields `UNKNOWN`.
+pub async fn status(
+    exec: &impl Exec,
+    ids: &[JobId],
+    settled: &[JobId],
+) -> Result<Vec<JobStatus>, SlurmError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let id_list = ids.iter().map(JobId::as_str).collect::<Vec<_>>().join(",");
     let squeue = ShellCommand::new("squeue")
         .arg("--noheader")
         .arg("--states=all")
-        .arg(format!("--jobs={id_list}"))
-        .arg(format!("--format={}", state::SQUEUE_FORMAT));
+        .arg(format!("--Format={}", parse::SQUEUE_FIELDS));
+    let squeue = if ids.len() > MAX_LISTED_IDS {
+        squeue.arg("--me")
+    } else {
+        squeue.arg(format!("--jobs={}", id_list(ids.iter())))
+    };
     let output = exec.exec(&squeue).await?;
     let mut found = if output.success() {
-        state::parse_squeue(&output.stdout_text())
+        parse::parse_squeue(&output.stdout_text())
     } else if output.stderr_text().contains("Invalid job id") {
-        // Every id has left the controller: not an error, the fallbacks below find them.
+        // Every id has left the controller: not an error, sacct finds them.
         Vec::new()
     } else {
         return Err(output.check(&squeue).unwrap_err().into());
     };
 
-    // Terminal jobs need their exit code, which squeue does not print; gone jobs need finding.
-    let needs_detail: Vec<&JobId> = ids
-        .iter()
-        .filter(|id| {
-            let matches: Vec<&JobStatus> =
-                found.iter().filter(|s| same_job(id, &s.job_id)).collect();
-            matches.is_empty() || matches.iter().any(|s| s.state.is_terminal())
-        })
-        .collect();
-    if !needs_detail.is_empty() {
-        let detailed = scontrol(exec, &needs_detail).await?;
-        merge(&mut found, detailed);
-    }
-
     let missing: Vec<&JobId> = ids
         .iter()
-        .filter(|id| !found.iter().any(|s| same_job(id, &s.job_id)))
+        .filter(|id| !found.iter().any(|s| same_job(id, &s.job_id)) && !settled.contains(id))
         .collect();
     if !missing.is_empty() {
-        let accounted = sacct(exec, &missing).await?;
-        merge(&mut found, accounted);
+        found.extend(accounted(exec, &missing).await?);
     }
     for id in ids {
         if !found.iter().any(|s| same_job(id, &s.job_id)) {
-            found.push(JobStatus {
-                job_id: id.clone(),
-                state: JobState::Unknown,
-                exit_code: None,
-                signal: None,
-                reason: Some("not known to squeue, scontrol or sacct (purged, or never submitted to this cluster)".into()),
-                source: state::StatusSource::None,
-            });
+            let mut unknown = JobStatus::new(id.clone(), JobState::Unknown, StatusSource::None);
+            unknown.reason = Some(
+                "not known to squeue or sacct (purged, or never submitted to this cluster)".into(),
+            );
+            found.push(unknown);
         }
     }
     found.retain(|s| ids.iter().any(|id| same_job(id, &s.job_id)));
     found.sort_by_key(|s| order_key(&s.job_id));
+    found.dedup_by(|a, b| a.job_id == b.job_id);
     Ok(found)
+}
+
+fn id_list<'a>(ids: impl Iterator<Item = &'a JobId>) -> String {
+    ids.map(JobId::as_str).collect::<Vec<_>>().join(",")
 }
 
 /// Numeric order: `9` before `10`, array tasks in index order after their array.
@@ -127,76 +120,29 @@ fn order_key(id: &JobId) -> (u64, Option<u64>) {
 }
 
 /// Does `reported` answer a question about `asked`? `123` covers its array tasks `123_N`.
-fn same_job(asked: &JobId, reported: &JobId) -> bool {
+pub fn same_job(asked: &JobId, reported: &JobId) -> bool {
     asked == reported || (!asked.as_str().contains('_') && reported.base() == asked.as_str())
 }
 
-/// Replace statuses for the same job id with the more detailed ones.
-fn merge(found: &mut Vec<JobStatus>, detailed: Vec<JobStatus>) {
-    for status in detailed {
-        found.retain(|s| s.job_id != status.job_id);
-        found.push(status);
-    }
-}
-
-async fn scontrol(exec: &impl Exec, ids: &[&JobId]) -> Result<Vec<JobStatus>, SlurmError> {
-    let show = |id: &JobId| {
-        ShellCommand::new("scontrol")
-            .arg("-o")
-            .arg("show")
-            .arg("job")
-            .arg(id.as_str())
-    };
-    let command = ids[1..]
-        .iter()
-        .fold(show(ids[0]), |cmd, id| cmd.then(show(id)));
-    // Exit status is that of the last lookup and "Invalid job id" is expected for purged jobs:
-    // what matters is the records that came back.
-    let output = exec.exec(&command).await?;
-    Ok(output
-        .stdout_text()
-        .lines()
-        .filter_map(state::parse_scontrol_record)
-        .collect())
-}
-
-async fn sacct(exec: &impl Exec, ids: &[&JobId]) -> Result<Vec<JobStatus>, SlurmError> {
-    let id_list = ids
-        .iter()
-        .map(|id| id.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
-    let query = |completion_log: bool| {
-        let command = ShellCommand::new("sacct")
+/// What accounting knows of jobs the controller forgot: one exec, `sacct` and, when the cluster keeps
+/// no accounting database, the job completion log (`--completion`, read by sacct itself).
+async fn accounted(exec: &impl Exec, ids: &[&JobId]) -> Result<Vec<JobStatus>, SlurmError> {
+    let query = |source: &'static str| {
+        ShellCommand::new("sacct")
             .arg("--noheader")
             .arg("--parsable2")
-            .arg(format!("--jobs={id_list}"))
-            .arg(format!("--format={}", state::SACCT_FORMAT));
-        if completion_log {
-            command.arg("--completion")
-        } else {
-            command.arg("--allocations")
-        }
+            .arg(format!("--jobs={}", id_list(ids.iter().copied())))
+            .arg(format!("--format={}", parse::SACCT_FORMAT))
+            .arg(source)
     };
-    let command = query(false);
-    let output = exec.exec(&command).await?;
-    if output.success() {
-        return Ok(state::parse_sacct(&output.stdout_text()));
-    }
-    if !state::accounting_disabled(&output.stderr_text()) {
-        tracing::warn!("{}", output.check(&command).unwrap_err());
-        return Ok(Vec::new());
-    }
-    // No accounting database: the job completion log (JobCompType=jobcomp/filetxt) may still know.
-    tracing::debug!("accounting storage is disabled; asking the job completion log");
-    let command = query(true);
+    let command = query("--allocations").or_else(query("--completion"));
     let output = exec.exec(&command).await?;
     if !output.success() {
-        tracing::debug!("{}", output.check(&command).unwrap_err());
-        return Ok(Vec::new());
+        // Neither knows: a missing accounting database is normal, so only say so in the log.
+        tracing::debug!("{}", output.clone().check(&command).unwrap_err());
     }
     // `status` keeps only what answers the ids asked about (array tasks included).
-    Ok(state::parse_sacct(&output.stdout_text()))
+    Ok(parse::parse_sacct(&output.stdout_text()))
 }
 
 /// Cancel jobs with `scancel`.

@@ -1,10 +1,14 @@
 //! SSH to the cluster: OpenSSH's semantics for host keys, authentication and jump hosts, over russh.
 
 pub mod auth;
+pub mod authenticator;
 pub mod config;
+pub mod config_file;
+pub mod handler;
 pub mod known_hosts;
 pub mod policy;
 pub mod session;
+mod signer;
+mod tokens;
 
-pub use policy::HostKeyPolicy;
 pub use session::{Hop, Session, SshError, Transport};

@@ -7,26 +7,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::known_hosts::{self, HostLookup, KnownHosts, Origin, Verdict};
+use crate::error::{Diagnose, exit};
+use crate::types::HostKeyPolicy;
+use crate::types::shell::quote;
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
-use serde::Deserialize;
-
-use super::known_hosts::{self, HostLookup, KnownHosts, Origin, Verdict};
-use crate::slurm::quote::quote;
-
-/// The policy when nothing sets one: the original SDK's default.
-pub const DEFAULT_POLICY: HostKeyPolicy = HostKeyPolicy::Warn;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum HostKeyPolicy {
-    /// Refuse hosts whose key is not recorded.
-    Reject,
-    /// Log the fingerprint of an unknown host and connect.
-    Warn,
-    /// Record the key of an unknown host and connect.
-    Auto,
-}
 
 /// The host a host-key decision is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +104,13 @@ pub enum HostKeyError {
     },
 }
 
-impl HostKeyError {
+impl Diagnose for HostKeyError {
+    fn exit_code(&self) -> u8 {
+        exit::HOST_KEY
+    }
+
     /// The concrete next step for the user.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             HostKeyError::Unknown {
                 host,

@@ -10,14 +10,18 @@ use std::time::Duration;
 
 use russh::ChannelMsg;
 use russh::client;
-use russh::keys::{Algorithm, HashAlg, PublicKeyOrCertificate};
+use russh::keys::{Algorithm, HashAlg};
 use russh_sftp::client::SftpSession;
 use tokio::sync::OnceCell;
 
-use super::auth::{Attempt, AuthError, AuthPlan, Authenticator, Prompter};
+use super::auth::{Attempt, AuthError, AuthPlan, Prompter};
+use super::authenticator::Authenticator;
+use super::handler::{ClientHandler, HandlerError};
 use super::policy::{Acceptance, HostKeyCheck, HostKeyError};
+use crate::error::{Diagnose, exit};
 use crate::exec::{CommandError, CommandOutput, Exec, Exit};
-use crate::slurm::quote::ShellCommand;
+use crate::types::HostKeyPolicy;
+use crate::types::shell::ShellCommand;
 
 /// One hop of a connection: where to connect, whose key to expect, and how to log in.
 #[derive(Debug, Clone)]
@@ -32,7 +36,7 @@ pub struct Hop {
     /// Where `auto` records new keys.
     pub record_to: PathBuf,
     pub hash_known_hosts: bool,
-    pub policy: super::HostKeyPolicy,
+    pub policy: HostKeyPolicy,
     pub auth: AuthPlan,
 }
 
@@ -84,11 +88,25 @@ pub enum SshError {
     Sftp { host: String, message: String },
 }
 
-impl SshError {
-    pub fn hint(&self) -> Option<String> {
+impl Diagnose for SshError {
+    fn exit_code(&self) -> u8 {
         match self {
-            SshError::HostKey(e) => e.hint(),
-            SshError::Auth(e) => e.hint(),
+            SshError::HostKey(e) => e.exit_code(),
+            SshError::Auth(e) => e.exit_code(),
+            _ => exit::CLUSTER,
+        }
+    }
+
+    fn diagnosed_source(&self) -> Option<&dyn Diagnose> {
+        match self {
+            SshError::HostKey(e) => Some(e),
+            SshError::Auth(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
             SshError::Connect { host, port, .. } | SshError::Timeout { host, port, .. } => {
                 Some(format!(
                     "check the host name and port (`ssh -p {port} {host}` should reach it), your network or VPN, and any jump host the cluster needs (proxy_jump)"
@@ -99,43 +117,6 @@ impl SshError {
             )),
             _ => None,
         }
-    }
-}
-
-/// russh calls back into this during the handshake.
-pub struct ClientHandler {
-    check: Arc<HostKeyCheck>,
-    acceptance: Arc<Mutex<Option<Acceptance>>>,
-    prompter: Arc<dyn Prompter>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    #[error(transparent)]
-    Ssh(#[from] russh::Error),
-    #[error(transparent)]
-    HostKey(#[from] HostKeyError),
-}
-
-impl client::Handler for ClientHandler {
-    type Error = HandlerError;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let acceptance = self.check.decide(key)?;
-        *self.acceptance.lock().expect("not poisoned") = Some(acceptance);
-        Ok(true)
-    }
-
-    async fn auth_banner(
-        &mut self,
-        banner: &str,
-        _session: &mut client::Session,
-    ) -> Result<(), Self::Error> {
-        self.prompter.banner(banner);
-        Ok(())
     }
 }
 
@@ -263,14 +244,27 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Whether the connection is gone (the server closed it, or the network dropped it).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
+
 impl Exec for Session {
-    async fn exec(&self, command: &ShellCommand) -> Result<CommandOutput, CommandError> {
-        tracing::debug!(host = %self.host, command = %command, "running over SSH");
+    /// One channel: the command, its input and end of file go out together, so a command costs one
+    /// round trip to open the channel and one for the reply.
+    async fn run(
+        &self,
+        command: &ShellCommand,
+        input: &[u8],
+    ) -> Result<CommandOutput, CommandError> {
+        tracing::debug!(host = %self.host, command = %command.as_str(), "running over SSH");
         let not_run = |reason: String| CommandError::NotRun {
             command: command.to_string(),
             reason,
         };
-        let mut channel = self
+        let channel = self
             .handle
             .channel_open_session()
             .await
@@ -279,27 +273,47 @@ impl Exec for Session {
             .exec(true, command.as_str())
             .await
             .map_err(|e| not_run(e.to_string()))?;
-        let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), Exit::Unknown);
-        // Keep reading after the exit status: output may still follow it. The loop ends when the channel closes.
-        while let Some(message) = channel.wait().await {
-            match message {
-                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => exit = Exit::Code(exit_status as i32),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    exit = Exit::Signal(format!("{signal_name:?}"))
-                }
-                ChannelMsg::Failure => {
-                    return Err(not_run("the server refused to run the command".into()));
-                }
-                _ => {}
+        let (mut reader, writer) = channel.split();
+        let send = async {
+            if !input.is_empty() {
+                writer.data(input).await?;
             }
+            writer.eof().await
+        };
+        let receive = async {
+            let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), Exit::Unknown);
+            // Keep reading after the exit status: output may still follow it. The loop ends when the
+            // channel closes.
+            while let Some(message) = reader.wait().await {
+                match message {
+                    ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                    ChannelMsg::ExitStatus { exit_status } => exit = Exit::Code(exit_status as i32),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        exit = Exit::Signal(format!("{signal_name:?}"))
+                    }
+                    ChannelMsg::Failure => {
+                        return Err(not_run("the server refused to run the command".into()));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(CommandOutput {
+                exit,
+                stdout,
+                stderr,
+            })
+        };
+        let (sent, received) = tokio::join!(send, receive);
+        let output = received?;
+        // A command that exits without reading all its input closes the channel under our feet; that
+        // is its business, and its exit status says how it went.
+        if let Err(e) = sent
+            && output.exit == Exit::Unknown
+        {
+            return Err(not_run(e.to_string()));
         }
-        Ok(CommandOutput {
-            exit,
-            stdout,
-            stderr,
-        })
+        Ok(output)
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::error::{Diagnose, exit};
+
 /// A value that failed a naming rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {value:?}: {rule}")]
@@ -13,6 +15,12 @@ pub struct InvalidValue {
     pub what: &'static str,
     pub value: String,
     pub rule: &'static str,
+}
+
+impl Diagnose for InvalidValue {
+    fn exit_code(&self) -> u8 {
+        exit::CONFIG
+    }
 }
 
 macro_rules! validated_name {

@@ -24,9 +24,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::spec::JobSpec;
-use crate::slurm::state::JobStatus;
-use crate::slurm::validate::JobId;
+mod schema;
+mod shared;
+
+pub use shared::SharedJournal;
+
+use schema::MIGRATIONS;
+
+use crate::error::{Diagnose, exit};
+use crate::types::names::JobId;
+use crate::types::spec::JobSpec;
+use crate::types::status::JobStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -39,50 +47,19 @@ pub enum JournalError {
     Sql(#[from] rusqlite::Error),
     #[error("journal: stored spec is not readable: {0}")]
     Spec(#[from] serde_json::Error),
+    #[error("journal: the task using it failed: {0}")]
+    Task(String),
 }
 
-/// Ordered migrations. Append only.
-const MIGRATIONS: &[&str] = &[
-    // 1: submissions.
-    "CREATE TABLE submissions (
-        id INTEGER PRIMARY KEY,
-        cluster TEXT NOT NULL,
-        job_name TEXT NOT NULL,
-        job_dir TEXT NOT NULL,
-        spec_json TEXT NOT NULL,
-        spec_sha256 TEXT NOT NULL,
-        renderer TEXT NOT NULL,
-        state TEXT NOT NULL,
-        job_id TEXT,
-        error TEXT,
-        created_ms INTEGER NOT NULL,
-        submitted_ms INTEGER,
-        last_status_json TEXT,
-        updated_ms INTEGER NOT NULL
-    );
-    CREATE INDEX submissions_job_id ON submissions (cluster, job_id);",
-    // 2: callback deliveries.
-    "CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY,
-        submission_id INTEGER REFERENCES submissions (id),
-        event_id TEXT NOT NULL,
-        event_kind TEXT NOT NULL,
-        event_json TEXT NOT NULL,
-        plugin TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_ms INTEGER NOT NULL,
-        last_error TEXT,
-        created_ms INTEGER NOT NULL,
-        delivered_ms INTEGER,
-        UNIQUE (event_id, plugin)
-    );
-    CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);",
-    // 3: the callbacks configured when the job was submitted, so its events are journaled for them
-    // whichever later run (and from whichever directory) observes the job.
-    // NULL for submissions recorded before this column: their events go to the callbacks configured now.
-    "ALTER TABLE submissions ADD COLUMN callbacks_json TEXT;",
-];
+impl Diagnose for JournalError {
+    fn exit_code(&self) -> u8 {
+        exit::INTERNAL
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some("the journal lives in the data directory (--data-dir / SLURMKIT_DATA_DIR); check that it is writable and the disk is not full".into())
+    }
+}
 
 /// Where a submission stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +70,8 @@ pub enum SubmissionState {
     Submitted,
     /// `sbatch` refused the job (nothing was queued).
     Rejected,
+    /// Its outcome could not be found out: no id in its directory and no such job in Slurm.
+    Unknown,
 }
 
 impl SubmissionState {
@@ -100,6 +79,7 @@ impl SubmissionState {
         match s {
             "submitted" => SubmissionState::Submitted,
             "rejected" => SubmissionState::Rejected,
+            "unknown" => SubmissionState::Unknown,
             _ => SubmissionState::Submitting,
         }
     }
@@ -211,6 +191,16 @@ impl Journal {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Set when a submission was recorded, for records imported from elsewhere (and tests of what
+    /// happens to old ones).
+    pub fn set_created_ms(&self, id: i64, created_ms: i64) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE submissions SET created_ms = ?2 WHERE id = ?1",
+            params![id, created_ms],
+        )?;
+        Ok(())
+    }
+
     pub fn mark_submitted(&self, id: i64, job_id: &JobId) -> Result<(), JournalError> {
         let now = now_ms();
         self.conn.execute(
@@ -224,6 +214,37 @@ impl Journal {
         self.conn.execute(
             "UPDATE submissions SET state = 'rejected', error = ?2, updated_ms = ?3 WHERE id = ?1 AND state = 'submitting'",
             params![id, error, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Give up on a submission whose outcome cannot be found out, saying why.
+    pub fn mark_unknown(&self, id: i64, why: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE submissions SET state = 'unknown', error = ?2, updated_ms = ?3 WHERE id = ?1 AND state = 'submitting'",
+            params![id, why, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The remote home directory last seen on `cluster`.
+    pub fn remote_home(&self, cluster: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT home FROM clusters WHERE key = ?1",
+                params![cluster],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn set_remote_home(&self, cluster: &str, home: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO clusters (key, home, updated_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET home = ?2, updated_ms = ?3",
+            params![cluster, home, now_ms()],
         )?;
         Ok(())
     }
@@ -452,8 +473,8 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::spec::Payload;
-    use crate::slurm::validate::JobName;
+    use crate::types::names::JobName;
+    use crate::types::spec::Payload;
 
     pub(crate) fn spec() -> JobSpec {
         JobSpec::new(

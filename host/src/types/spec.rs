@@ -4,13 +4,14 @@
 //! its file and line. [`JobSpec`] is the resolved spec the host submits, journals and hands to renderers.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::slurm::validate::{
-    self, Account, InvalidValue, JobId, JobName, Partition, Qos, Reservation,
+use super::names::{
+    self as validate, Account, InvalidValue, JobId, JobName, Partition, Qos, Reservation,
 };
+use super::units::{Memory, NodeCount, TimeLimit};
+use crate::wit::DependencyKind;
 
 /// What the job runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,263 +257,6 @@ impl<'de> Deserialize<'de> for ArraySpec {
     }
 }
 
-/// A wall-clock limit. Written as Slurm writes it (`90` minutes, `1:30:00`, `2-00:00:00`) or with a unit
-/// (`90s`, `45m`, `2h`, `1d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeLimit(u64);
-
-impl TimeLimit {
-    const RULE: &'static str = "write minutes (90), [D-]HH:MM:SS (1:30:00, 2-00:00:00), or a number with a unit (90s, 45m, 2h, 1d)";
-
-    /// Longer than any cluster allows; anything above is a typo (or an attempt to overflow).
-    const MAX_SECONDS: u64 = 1000 * 86_400;
-
-    pub fn from_seconds(seconds: u64) -> Self {
-        TimeLimit(seconds)
-    }
-
-    pub fn seconds(self) -> u64 {
-        self.0
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let err = || InvalidValue {
-            what: "time limit",
-            value: raw.to_string(),
-            rule: Self::RULE,
-        };
-        // At most nine digits per number, so no arithmetic below can overflow.
-        let number = |s: &str| -> Result<u64, InvalidValue> {
-            if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(err());
-            }
-            s.parse().map_err(|_| err())
-        };
-        let raw_trimmed = raw.trim();
-        let unit_seconds = match raw_trimmed.chars().last() {
-            Some('s') => Some(1),
-            Some('m') => Some(60),
-            Some('h') => Some(3600),
-            Some('d') => Some(86_400),
-            _ => None,
-        };
-        let seconds = if let Some(unit) = unit_seconds {
-            number(&raw_trimmed[..raw_trimmed.len() - 1])?
-                .checked_mul(unit)
-                .ok_or_else(err)?
-        } else {
-            // Slurm's forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
-            let (days, clock) = match raw_trimmed.split_once('-') {
-                Some((d, rest)) => (Some(number(d)?), rest),
-                None => (None, raw_trimmed),
-            };
-            let parts = clock
-                .split(':')
-                .map(number)
-                .collect::<Result<Vec<u64>, _>>()?;
-            let clock_seconds = match (days.is_some(), parts.as_slice()) {
-                (false, [m]) => m * 60,
-                (false, [m, s]) => m * 60 + s,
-                (false, [h, m, s]) | (true, [h, m, s]) => h * 3600 + m * 60 + s,
-                (true, [h]) => h * 3600,
-                (true, [h, m]) => h * 3600 + m * 60,
-                _ => return Err(err()),
-            };
-            days.unwrap_or(0) * 86_400 + clock_seconds
-        };
-        if seconds == 0 || seconds > Self::MAX_SECONDS {
-            return Err(err());
-        }
-        Ok(TimeLimit(seconds))
-    }
-}
-
-/// Written as `"<seconds>s"`, a form [`TimeLimit::parse`] reads back exactly (a bare number would
-/// read back as minutes).
-impl Serialize for TimeLimit {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}s", self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for TimeLimit {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Minutes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Minutes(0) => Err(serde::de::Error::custom(
-                "a time limit of 0 minutes is not a limit",
-            )),
-            Raw::Minutes(minutes) => {
-                TimeLimit::parse(&minutes.to_string()).map_err(serde::de::Error::custom)
-            }
-            Raw::Text(text) => TimeLimit::parse(&text).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// An amount of memory in MiB. Written as Slurm writes it: `4096` (MiB), `512M`, `4G`, `1T`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Memory(u64);
-
-impl Memory {
-    const RULE: &'static str =
-        "write a whole number of MiB (4096) or a number with a unit K, M, G or T (512M, 4G)";
-
-    pub fn mebibytes(self) -> u64 {
-        self.0
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let err = || InvalidValue {
-            what: "memory size",
-            value: raw.to_string(),
-            rule: Self::RULE,
-        };
-        // A bare number is MiB, as sbatch reads it.
-        let bytes = parse_binary_size(raw, 1 << 20).ok_or_else(err)?;
-        let mib = bytes.div_ceil(1 << 20);
-        if mib == 0 {
-            return Err(err());
-        }
-        Ok(Memory(mib))
-    }
-}
-
-impl<'de> Deserialize<'de> for Memory {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Mebibytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Mebibytes(mib) => Memory::parse(&mib.to_string()),
-            Raw::Text(text) => Memory::parse(&text),
-        }
-        .map_err(serde::de::Error::custom)
-    }
-}
-
-/// `N`, `NK`, `NM`, `NG`, `NT` (binary units; a trailing `i`/`B` is allowed: `4GiB`) in bytes, a bare
-/// number counting in `default_unit` bytes. `None` when it is not such a size or overflows.
-pub fn parse_binary_size(raw: &str, default_unit: u64) -> Option<u64> {
-    let text = raw
-        .trim()
-        .trim_end_matches(['B', 'b'])
-        .trim_end_matches('i');
-    let (digits, unit) = match text.chars().last()? {
-        'K' | 'k' => (&text[..text.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&text[..text.len() - 1], 1 << 20),
-        'G' | 'g' => (&text[..text.len() - 1], 1 << 30),
-        'T' | 't' => (&text[..text.len() - 1], 1 << 40),
-        _ => (text, default_unit),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(unit)
-}
-
-/// `--nodes`: a count, or a `min-max` range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeCount {
-    pub min: u32,
-    pub max: Option<u32>,
-}
-
-impl NodeCount {
-    const RULE: &'static str = "write a node count (2) or a range (2-4) of at least 1";
-
-    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let err = || InvalidValue {
-            what: "node count",
-            value: raw.to_string(),
-            rule: Self::RULE,
-        };
-        let count = |s: &str| {
-            s.trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(err)
-        };
-        match raw.split_once('-') {
-            Some((min, max)) => {
-                let (min, max) = (count(min)?, count(max)?);
-                if max < min {
-                    return Err(err());
-                }
-                Ok(NodeCount {
-                    min,
-                    max: Some(max),
-                })
-            }
-            None => Ok(NodeCount {
-                min: count(raw)?,
-                max: None,
-            }),
-        }
-    }
-}
-
-/// Written as `"2"` or `"2-4"`, the form the Slurmfile uses and [`NodeCount::parse`] reads back.
-impl Serialize for NodeCount {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.max {
-            Some(max) => s.serialize_str(&format!("{}-{max}", self.min)),
-            None => s.serialize_str(&self.min.to_string()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for NodeCount {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Count(u32),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Count(n) => NodeCount::parse(&n.to_string()),
-            Raw::Text(text) => NodeCount::parse(&text),
-        }
-        .map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DependencyKind {
-    After,
-    AfterAny,
-    AfterOk,
-    AfterNotOk,
-    AfterCorr,
-    Singleton,
-}
-
-impl DependencyKind {
-    fn parse(word: &str) -> Option<Self> {
-        Some(match word {
-            "after" => DependencyKind::After,
-            "afterany" => DependencyKind::AfterAny,
-            "afterok" => DependencyKind::AfterOk,
-            "afternotok" => DependencyKind::AfterNotOk,
-            "aftercorr" => DependencyKind::AfterCorr,
-            "singleton" => DependencyKind::Singleton,
-            _ => return None,
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
     pub kind: DependencyKind,
@@ -530,7 +274,7 @@ pub fn parse_dependencies(raw: &str) -> Result<Vec<Dependency>, InvalidValue> {
     raw.split(',')
         .map(|clause| {
             let mut parts = clause.trim().split(':');
-            let kind = DependencyKind::parse(parts.next().unwrap_or("")).ok_or_else(err)?;
+            let kind = DependencyKind::from_name(parts.next().unwrap_or("")).ok_or_else(err)?;
             let job_ids = parts
                 .map(JobId::parse)
                 .collect::<Result<Vec<_>, _>>()
@@ -564,12 +308,6 @@ impl<'de> Deserialize<'de> for Dependencies {
         parse_dependencies(&text)
             .map(Dependencies)
             .map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for TimeLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}s", self.0)
     }
 }
 
@@ -613,67 +351,6 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         let back: JobSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec, "{json}");
-    }
-
-    #[test]
-    fn time_limits() {
-        let secs = |s: &str| TimeLimit::parse(s).unwrap().seconds();
-        assert_eq!(secs("90"), 5400);
-        assert_eq!(secs("1:30"), 90);
-        assert_eq!(secs("1:30:00"), 5400);
-        assert_eq!(secs("2-00:00:00"), 172_800);
-        assert_eq!(secs("1-2"), 93_600);
-        assert_eq!(secs("1-2:30"), 95_400);
-        assert_eq!(secs("45m"), 2700);
-        assert_eq!(secs("2h"), 7200);
-        assert_eq!(secs("30s"), 30);
-        for bad in [
-            "",
-            "0",
-            "abc",
-            "1:2:3:4",
-            "-5",
-            "1h30",
-            "5x",
-            "400000000000000000",
-            "99999999999999999s",
-            "1001d",
-        ] {
-            assert!(TimeLimit::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn memory_sizes() {
-        let mib = |s: &str| Memory::parse(s).unwrap().mebibytes();
-        assert_eq!(mib("4096"), 4096);
-        assert_eq!(mib("512M"), 512);
-        assert_eq!(mib("4G"), 4096);
-        assert_eq!(mib("4GB"), 4096);
-        assert_eq!(mib("4GiB"), 4096);
-        assert_eq!(mib("1T"), 1 << 20);
-        assert_eq!(mib("100K"), 1);
-        for bad in ["", "G", "4X", "-1", "1.5G", "0"] {
-            assert!(Memory::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn node_counts() {
-        assert_eq!(
-            NodeCount::parse("2").unwrap(),
-            NodeCount { min: 2, max: None }
-        );
-        assert_eq!(
-            NodeCount::parse("2-4").unwrap(),
-            NodeCount {
-                min: 2,
-                max: Some(4)
-            }
-        );
-        for bad in ["0", "4-2", "x", ""] {
-            assert!(NodeCount::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

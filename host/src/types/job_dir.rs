@@ -1,16 +1,19 @@
-//! Jobs: the validated spec, the job directory's layout, and the local journal.
-
-pub mod journal;
-pub mod spec;
+//! The job directory's layout: its name, and the files slurmkit keeps in it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::slurm::validate::JobName;
+use super::names::JobName;
 
 /// The rendered batch script, inside the job directory.
 pub const SCRIPT_FILE: &str = "job.sbatch";
 /// The job spec as JSON, for provenance.
 pub const SPEC_FILE: &str = "job.json";
+/// The id sbatch printed. The id is read from there, never from the command's output: a login shell may
+/// add to that output, and the reply can be lost while the job is queued. Written as
+/// [`JOB_ID_PENDING_FILE`] and renamed once sbatch has finished.
+pub const JOB_ID_FILE: &str = "job_id";
+/// Where sbatch's output goes while it runs.
+pub const JOB_ID_PENDING_FILE: &str = ".job_id.tmp";
 
 /// `<name>-<UTC timestamp>-<6 hex>`: unique, sortable, readable in `ls`.
 pub fn job_dir_name(name: &JobName, now: SystemTime) -> String {
@@ -27,23 +30,10 @@ pub fn job_dir_name(name: &JobName, now: SystemTime) -> String {
 
 /// `20261123T091500Z` for a Unix time.
 pub fn utc_timestamp(secs: u64) -> String {
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
 #[cfg(test)]

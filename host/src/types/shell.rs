@@ -8,18 +8,35 @@ use std::fmt;
 
 /// A shell command line whose every user-supplied word is quoted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShellCommand(String);
+pub struct ShellCommand {
+    line: String,
+    /// What a script does, shown in messages instead of its text.
+    label: Option<&'static str>,
+}
 
 impl ShellCommand {
     /// Start a command. The program is a `&'static str` so that it can never come from user input.
     pub fn new(program: &'static str) -> Self {
-        ShellCommand(program.to_string())
+        ShellCommand {
+            line: program.to_string(),
+            label: None,
+        }
+    }
+
+    /// A constant POSIX `sh` script run as `sh -c '<script>' sh`; `.arg()`s become its `$1`, `$2`, ...
+    /// The script runs under `sh` whatever the user's login shell is, and every user value reaches it
+    /// only as a quoted positional parameter, never as script text. `label` names it in messages.
+    pub fn sh(label: &'static str, script: &'static str) -> Self {
+        ShellCommand {
+            line: format!("sh -c {} sh", quote(script)),
+            label: Some(label),
+        }
     }
 
     /// Append one argument, quoted.
     pub fn arg(mut self, arg: impl AsRef<str>) -> Self {
-        self.0.push(' ');
-        self.0.push_str(&quote(arg.as_ref()));
+        self.line.push(' ');
+        self.line.push_str(&quote(arg.as_ref()));
         self
     }
 
@@ -33,34 +50,56 @@ impl ShellCommand {
 
     /// Run in `dir`: `cd -- 'dir' && <command>`.
     pub fn in_dir(self, dir: &str) -> Self {
-        ShellCommand(format!("cd -- {} && {}", quote(dir), self.0))
+        ShellCommand {
+            line: format!("cd -- {} && {}", quote(dir), self.line),
+            label: self.label,
+        }
     }
 
     /// Redirect standard output to `path` (quoted).
     pub fn stdout_to(mut self, path: &str) -> Self {
-        self.0.push_str(" > ");
-        self.0.push_str(&quote(path));
+        self.line.push_str(" > ");
+        self.line.push_str(&quote(path));
         self
     }
 
     /// `self && next`.
     pub fn and_then(self, next: ShellCommand) -> Self {
-        ShellCommand(format!("{} && {}", self.0, next.0))
+        ShellCommand {
+            line: format!("{} && {}", self.line, next.line),
+            label: self.label.or(next.label),
+        }
+    }
+
+    /// `self || next`: run `next` only if `self` failed.
+    pub fn or_else(self, next: ShellCommand) -> Self {
+        ShellCommand {
+            line: format!("{} || {}", self.line, next.line),
+            label: self.label.or(next.label),
+        }
     }
 
     /// `self; next`: run `next` whatever `self` returned.
     pub fn then(self, next: ShellCommand) -> Self {
-        ShellCommand(format!("{}; {}", self.0, next.0))
+        ShellCommand {
+            line: format!("{}; {}", self.line, next.line),
+            label: self.label.or(next.label),
+        }
     }
 
+    /// The command line itself, as the remote shell receives it.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.line
     }
 }
 
+/// The command line, or a script's label (its text is long and says little to a user).
 impl fmt::Display for ShellCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self.label {
+            Some(label) => write!(f, "{label} (sh script)"),
+            None => f.write_str(&self.line),
+        }
     }
 }
 
@@ -105,6 +144,19 @@ mod tests {
             cmd.as_str(),
             "cd -- '/home/u/slurm_jobs/x y' && sbatch --parsable job.sbatch > '.job id'"
         );
+    }
+
+    #[test]
+    fn scripts_take_values_only_as_positional_parameters() {
+        let cmd = ShellCommand::sh("echo", r#"printf '%s|' "$@""#)
+            .arg("x; rm -rf ~")
+            .arg("$(id)");
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(cmd.as_str())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "x; rm -rf ~|$(id)|");
     }
 
     /// The quoted form must come back out of a real shell as the same single word.

@@ -1,0 +1,24 @@
+//! The plugin engine and renderer a command uses.
+
+use super::diagnostics::Failure;
+use crate::lifecycle::Plan;
+use crate::plugin::renderer::Renderer;
+use crate::plugin::{PluginEngine, PluginSpec};
+
+pub fn engine(plan: &Plan) -> Result<PluginEngine, Failure> {
+    Ok(PluginEngine::new(Some(plan.dirs.cache.clone()))?)
+}
+
+/// The configured renderer, or the built-in one.
+pub async fn load_renderer(engine: &PluginEngine, plan: &Plan) -> Result<Renderer, Failure> {
+    match plan
+        .file
+        .as_ref()
+        .and_then(|f| f.settings.renderer.as_ref().map(|r| (f, r)))
+    {
+        Some((file, settings)) => {
+            Ok(Renderer::load(engine, PluginSpec::renderer(file, settings)?).await?)
+        }
+        None => Ok(Renderer::builtin(engine).await?),
+    }
+}

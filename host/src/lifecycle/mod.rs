@@ -1,0 +1,49 @@
+//! The lifecycle floor: a connection's session and everything done in it, between the command line
+//! above and the transports, plugins and Slurm commands below.
+//!
+//! - [`plan`] (with [`hops`]): flags, the Slurmfile and ssh_config resolved once, before any I/O.
+//! - [`remote`]: the resolved cluster and one connection to it.
+//! - [`session`]: connection, journal and outbox together; reconnection.
+//! - [`submit`]: any number of jobs in one exchange; recovering interrupted submissions.
+//! - [`observe`]: one status query per round for any number of jobs; waiting.
+//! - [`logs`]: reading and following a job's output.
+//! - [`outbox`]: lifecycle events, journaled, then delivered to callbacks.
+
+mod error;
+mod hops;
+pub mod logs;
+pub mod observe;
+pub mod outbox;
+pub mod plan;
+pub mod remote;
+pub mod session;
+pub mod submit;
+
+pub use error::{LifecycleError, PlanError};
+pub use plan::{Dirs, Flags, JobFlags, Plan};
+pub use remote::{Backend, Connection, Target};
+pub use session::Session;
+pub use submit::Submitted;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Slurmfile;
+use crate::plugin::PluginEngine;
+use crate::ssh::auth::Prompter;
+
+/// Open a session: connect to the (already resolved) target, load the callbacks, and recover
+/// submissions whose reply never came back (a problem there never stops the command asked for).
+pub async fn open(
+    target: Target,
+    file: Option<&Slurmfile>,
+    journal_path: &Path,
+    engine: &PluginEngine,
+    prompter: Arc<dyn Prompter>,
+) -> Result<Session, LifecycleError> {
+    let session = Session::connect(target, file, journal_path, engine, prompter).await?;
+    if let Err(e) = submit::reconcile(&session).await {
+        tracing::warn!("could not check interrupted submissions: {e}");
+    }
+    Ok(session)
+}

@@ -1,0 +1,519 @@
+//! One resolved plan per invocation, before any I/O: flags, the Slurmfile (with its environment) and
+//! ssh_config, merged in one place.
+//!
+//! As ripgrep turns low-level arguments into high-level ones, the command line becomes [`Flags`] and
+//! [`JobFlags`] (plain values, no clap), and those become a top layer merged over the Slurmfile with the
+//! same [`config::merge`] that puts environments over the file and `[jobs.<name>]` over `[job]`. Where
+//! the cluster is and how to reach it ([`Plan::target`]) applies one precedence, flag > Slurmfile >
+//! ssh_config > default, to the target and to every jump hop ([`super::hops`]).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{
+    self, BackendKind, ClusterSettings, JobSettings, Slurmfile, resolve_local_path,
+};
+use crate::types::HostKeyPolicy;
+use crate::types::names::{Account, InvalidValue, JobName, Partition, Qos};
+use crate::types::spec::{JobSpec, Payload};
+use crate::types::units::TimeLimit;
+
+use super::error::{PlanError, refuse};
+use super::remote::Target;
+
+/// What the command line says about where and how to run, above the Slurmfile.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// The Slurmfile to use (a file, or a directory to look in); default: search up from `cwd`.
+    pub slurmfile: Option<PathBuf>,
+    pub environment: Option<String>,
+    pub hostname: Option<String>,
+    pub username: Option<String>,
+    pub port: Option<u16>,
+    pub host_key_policy: Option<HostKeyPolicy>,
+    pub key_file: Option<PathBuf>,
+    pub proxy_jump: Option<String>,
+    pub backend: Option<BackendKind>,
+    pub data_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What the command line says about the job, above the Slurmfile's `[job]` and `[jobs.<name>]`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFlags {
+    pub name: Option<String>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub time: Option<String>,
+    /// Run this instead of what the Slurmfile says.
+    pub command: Vec<String>,
+}
+
+/// Where slurmkit keeps its own state.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// The journal's directory.
+    pub data: PathBuf,
+    /// Compiled plugins.
+    pub cache: PathBuf,
+}
+
+impl Dirs {
+    fn resolve(flags: &Flags) -> Result<Dirs, PlanError> {
+        let data = match &flags.data_dir {
+            Some(dir) => dir.clone(),
+            None => match dirs::data_dir() {
+                Some(dir) => dir.join("slurmkit"),
+                None => refuse!("no user data directory; pass --data-dir"),
+            },
+        };
+        let cache = match (&flags.cache_dir, &flags.data_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(dir)) => dir.join("cache/components"),
+            (None, None) => dirs::cache_dir()
+                .map(|d| d.join("slurmkit"))
+                .unwrap_or_else(|| data.join("cache"))
+                .join("components"),
+        };
+        Ok(Dirs { data, cache })
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        self.data.join("journal.sqlite")
+    }
+}
+
+/// Everything an invocation needs to know before it does anything.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The Slurmfile, if one was found (none is fine when flags say everything).
+    pub file: Option<Slurmfile>,
+    pub dirs: Dirs,
+    /// The flags as a layer over the Slurmfile: `cluster` and `job` tables.
+    top: toml::Table,
+    /// Where relative paths without a Slurmfile are resolved.
+    cwd: PathBuf,
+}
+
+impl Plan {
+    /// Find and read the Slurmfile and turn the flags into the top layer. Flag values are validated
+    /// here, so a bad one is named as the flag it came from.
+    pub fn resolve(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<Plan, PlanError> {
+        let file = match Slurmfile::discover(flags.slurmfile.as_deref(), cwd)? {
+            Some(path) => Some(Slurmfile::load(&path, flags.environment.as_deref())?),
+            None if flags.environment.is_some() => refuse!(
+                "--env / SLURM_ENV was given but no Slurmfile was found (looked in {} and its parents)",
+                cwd.display()
+            ),
+            None => None,
+        };
+        Ok(Plan {
+            file,
+            dirs: Dirs::resolve(flags)?,
+            top: top_layer(flags, job, cwd)?,
+            cwd: cwd.to_path_buf(),
+        })
+    }
+
+    /// The directory relative paths are resolved against: the Slurmfile's, else the current one.
+    pub fn base_dir(&self) -> &Path {
+        self.file.as_ref().map_or(&self.cwd, |f| &f.dir)
+    }
+
+    /// `[cluster]` with the flags over it.
+    pub fn cluster_settings(&self) -> Result<ClusterSettings, PlanError> {
+        let mut table = self.file_table("cluster");
+        config::merge(&mut table, layer(&self.top, "cluster"));
+        self.read(table)
+    }
+
+    /// The cluster to reach, with every hop resolved. Reads ssh_config (running `ssh -G`), so it runs on
+    /// a blocking thread.
+    pub async fn target(&self) -> Result<Target, PlanError> {
+        let plan = self.clone();
+        tokio::task::spawn_blocking(move || {
+            super::hops::target(&plan.cluster_settings()?, plan.base_dir())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PlanError::Refused(format!(
+                "resolving the cluster failed: {e}"
+            )))
+        })
+    }
+
+    /// The jobs to render or submit: the named `[jobs.<name>]` entries, or the only one, or `[job]`
+    /// alone. Each is `[job]`, then its entry, then the flags, merged.
+    pub fn jobs(&self, names: &[String]) -> Result<Vec<JobSpec>, PlanError> {
+        let entries = self.file_table("jobs");
+        let entry_names: Vec<&String> = entries.keys().collect();
+        let selected: Vec<Option<String>> = if !names.is_empty() {
+            for name in names {
+                if !entries.contains_key(name) {
+                    refuse!(
+                        "no job {name:?} in {}: defined jobs are {}",
+                        self.file
+                            .as_ref()
+                            .map(|f| f.path.display().to_string())
+                            .unwrap_or_else(|| "(no Slurmfile)".into()),
+                        if entry_names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            format!("{entry_names:?}")
+                        }
+                    );
+                }
+            }
+            names.iter().cloned().map(Some).collect()
+        } else {
+            match entry_names.as_slice() {
+                [] => vec![None],
+                [only] => vec![Some((*only).clone())],
+                many => refuse!(
+                    "the Slurmfile defines several jobs ({}); name one",
+                    many.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        };
+        selected
+            .into_iter()
+            .map(|entry| self.job(entry.as_deref(), &entries))
+            .collect()
+    }
+
+    fn job(&self, entry: Option<&str>, entries: &toml::Table) -> Result<JobSpec, PlanError> {
+        let mut table = self.file_table("job");
+        if let Some(toml::Value::Table(over)) = entry.and_then(|name| entries.get(name)) {
+            config::merge(&mut table, over.clone());
+        }
+        config::merge(&mut table, layer(&self.top, "job"));
+        let settings: JobSettings = self.read(table)?;
+        let payload = payload(&settings, self.base_dir())?;
+        let name = match (&settings.name, entry) {
+            (Some(name), _) => name.clone(),
+            (None, Some(entry)) => {
+                JobName::parse(entry).map_err(|source| PlanError::EntryName {
+                    entry: entry.to_string(),
+                    source,
+                })?
+            }
+            (None, None) => default_name(&payload),
+        };
+        Ok(spec_from(name, payload, settings))
+    }
+
+    fn file_table(&self, key: &str) -> toml::Table {
+        self.file
+            .as_ref()
+            .map(|f| layer(&f.table, key))
+            .unwrap_or_default()
+    }
+
+    /// Read a merged table into its settings type.
+    fn read<T: serde::de::DeserializeOwned>(&self, table: toml::Table) -> Result<T, PlanError> {
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                PlanError::Config(config::ConfigError::Invalid {
+                    path: self
+                        .file
+                        .as_ref()
+                        .map_or_else(|| PathBuf::from("(flags)"), |f| f.path.clone()),
+                    message: e.message().to_string(),
+                })
+            })
+    }
+}
+
+/// `table[key]` if it is a table, else empty.
+fn layer(table: &toml::Table, key: &str) -> toml::Table {
+    match table.get(key) {
+        Some(toml::Value::Table(t)) => t.clone(),
+        _ => toml::Table::new(),
+    }
+}
+
+/// The flags as `{ cluster = {...}, job = {...} }`, each value validated first.
+fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, PlanError> {
+    let mut cluster = toml::Table::new();
+    let set = |table: &mut toml::Table, key: &str, value: Option<toml::Value>| {
+        if let Some(value) = value {
+            table.insert(key.to_string(), value);
+        }
+    };
+    let text = |v: &Option<String>| v.clone().map(toml::Value::String);
+    set(&mut cluster, "hostname", text(&flags.hostname));
+    set(&mut cluster, "username", text(&flags.username));
+    set(
+        &mut cluster,
+        "port",
+        flags.port.map(|p| toml::Value::Integer(p.into())),
+    );
+    set(
+        &mut cluster,
+        "host_key_policy",
+        flags
+            .host_key_policy
+            .map(|p| toml::Value::String(p.as_str().into())),
+    );
+    // Relative to where the command runs, not to the Slurmfile.
+    set(
+        &mut cluster,
+        "key_filename",
+        flags
+            .key_file
+            .as_ref()
+            .map(|k| toml::Value::String(cwd.join(k).display().to_string())),
+    );
+    set(&mut cluster, "proxy_jump", text(&flags.proxy_jump));
+    set(
+        &mut cluster,
+        "backend",
+        flags.backend.map(|b| {
+            toml::Value::String(match b {
+                BackendKind::Ssh => "ssh".into(),
+                BackendKind::Local => "local".into(),
+            })
+        }),
+    );
+    let mut job_table = toml::Table::new();
+    let checked = |value: &Option<String>, check: fn(&str) -> Result<(), InvalidValue>| {
+        value
+            .as_deref()
+            .map(|v| check(v).map(|()| toml::Value::String(v.to_string())))
+            .transpose()
+    };
+    set(
+        &mut job_table,
+        "name",
+        checked(&job.name, |v| JobName::parse(v).map(drop))?,
+    );
+    set(
+        &mut job_table,
+        "partition",
+        checked(&job.partition, |v| Partition::parse(v).map(drop))?,
+    );
+    set(
+        &mut job_table,
+        "account",
+        checked(&job.account, |v| Account::parse(v).map(drop))?,
+    );
+    set(
+        &mut job_table,
+        "qos",
+        checked(&job.qos, |v| Qos::parse(v).map(drop))?,
+    );
+    set(
+        &mut job_table,
+        "time",
+        checked(&job.time, |v| TimeLimit::parse(v).map(drop))?,
+    );
+    if !job.command.is_empty() {
+        let argv = job
+            .command
+            .iter()
+            .cloned()
+            .map(toml::Value::String)
+            .collect();
+        job_table.insert("command".into(), toml::Value::Array(argv));
+    }
+    let mut top = toml::Table::new();
+    top.insert("cluster".into(), toml::Value::Table(cluster));
+    top.insert("job".into(), toml::Value::Table(job_table));
+    Ok(top)
+}
+
+fn payload(settings: &JobSettings, base: &Path) -> Result<Payload, PlanError> {
+    match (&settings.command, &settings.script, &settings.script_file) {
+        (Some(argv), None, None) if !argv.is_empty() => Ok(Payload::Command(argv.clone())),
+        (None, Some(body), None) => Ok(Payload::Script(body.clone())),
+        (None, None, Some(path)) => {
+            let path = resolve_local_path(path, base);
+            let body = std::fs::read_to_string(&path)
+                .map_err(|source| PlanError::ScriptFile { path, source })?;
+            Ok(Payload::Script(body))
+        }
+        (None, None, None) | (Some(_), None, None) => refuse!(
+            "the job has nothing to run: set `command`, `script` or `script_file`, or give a command after `--`"
+        ),
+        _ => refuse!("set only one of `command`, `script` and `script_file` for a job"),
+    }
+}
+
+/// A name from the command's program (`/usr/bin/python3` → `python3`), or `job`.
+fn default_name(payload: &Payload) -> JobName {
+    let from_command = match payload {
+        Payload::Command(argv) => argv
+            .first()
+            .and_then(|p| Path::new(p).file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+        Payload::Script(_) => None,
+    };
+    from_command
+        .and_then(|n| JobName::parse(&n).ok())
+        .unwrap_or_else(|| JobName::parse("job").expect("valid"))
+}
+
+fn spec_from(name: JobName, payload: Payload, settings: JobSettings) -> JobSpec {
+    JobSpec {
+        name,
+        payload,
+        working_dir: settings.working_dir,
+        environment: settings
+            .environment
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (name.into_string(), value))
+            .collect(),
+        modules: settings
+            .modules
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.into_string())
+            .collect(),
+        partition: settings.partition,
+        account: settings.account,
+        qos: settings.qos,
+        reservation: settings.reservation,
+        time_limit: settings.time,
+        nodes: settings.nodes,
+        ntasks: settings.ntasks,
+        ntasks_per_node: settings.ntasks_per_node,
+        cpus_per_task: settings.cpus_per_task,
+        memory: settings.mem,
+        mem_per_cpu: settings.mem_per_cpu,
+        gpus: settings.gpus,
+        gres: settings.gres,
+        constraint: settings.constraint,
+        exclusive: settings.exclusive.unwrap_or(false),
+        array: settings.array,
+        dependencies: settings.dependency.map(|d| d.0).unwrap_or_default(),
+        output: settings.output,
+        error: settings.error,
+        extra_directives: settings
+            .extra_directives
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.into_string())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: Option<&str>, job: JobFlags) -> Result<Plan, PlanError> {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = text {
+            std::fs::write(dir.path().join("Slurmfile.toml"), text).unwrap();
+        }
+        let flags = Flags {
+            data_dir: Some(dir.path().join("data")),
+            ..Flags::default()
+        };
+        Plan::resolve(&flags, &job, dir.path())
+    }
+
+    fn one(text: Option<&str>, job: JobFlags) -> Result<JobSpec, PlanError> {
+        Ok(plan(text, job)?.jobs(&[])?.remove(0))
+    }
+
+    #[test]
+    fn named_job_merges_over_defaults_and_flags_over_both() {
+        let text = "[job]\npartition = \"debug\"\ntime = \"10m\"\nenvironment = { A = \"1\" }\n\n[jobs.train]\ncommand = [\"python\", \"train.py\"]\ntime = \"2h\"\nenvironment = { B = \"2\" }\n";
+        let spec = one(Some(text), JobFlags::default()).unwrap();
+        assert_eq!(spec.name.as_str(), "train");
+        assert_eq!(spec.partition.unwrap().as_str(), "debug");
+        assert_eq!(spec.time_limit.unwrap().seconds(), 7200);
+        assert_eq!(spec.environment.len(), 2);
+        let flags = JobFlags {
+            time: Some("5m".into()),
+            command: vec!["hostname".into()],
+            ..JobFlags::default()
+        };
+        let spec = one(Some(text), flags).unwrap();
+        assert_eq!(
+            spec.time_limit.unwrap().seconds(),
+            300,
+            "a flag beats [jobs.train]"
+        );
+        assert_eq!(spec.payload, Payload::Command(vec!["hostname".into()]));
+        let err = plan(Some(text), JobFlags::default())
+            .unwrap()
+            .jobs(&["nope".into()])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("defined jobs are [\"train\"]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_command_flag_replaces_a_script_from_the_slurmfile() {
+        let flags = JobFlags {
+            command: vec!["true".into()],
+            ..JobFlags::default()
+        };
+        let spec = one(Some("[job]\nscript = \"echo hi\"\n"), flags).unwrap();
+        assert_eq!(spec.payload, Payload::Command(vec!["true".into()]));
+    }
+
+    #[test]
+    fn hostile_names_from_flags_are_refused() {
+        for hostile in ["x; rm -rf ~", "a\nb", "$(id)"] {
+            let flags = JobFlags {
+                name: Some(hostile.into()),
+                command: vec!["true".into()],
+                ..JobFlags::default()
+            };
+            let err = one(None, flags).unwrap_err();
+            assert!(err.to_string().contains("invalid job name"), "{err}");
+        }
+        let flags = JobFlags {
+            partition: Some("debug;id".into()),
+            command: vec!["true".into()],
+            ..JobFlags::default()
+        };
+        assert!(one(None, flags).is_err());
+    }
+
+    #[test]
+    fn payload_needs_exactly_one_source() {
+        assert!(
+            one(None, JobFlags::default())
+                .unwrap_err()
+                .to_string()
+                .contains("nothing to run")
+        );
+        let err = one(
+            Some("[job]\ncommand = [\"a\"]\nscript = \"b\"\n"),
+            JobFlags::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("only one"), "{err}");
+        let flags = JobFlags {
+            command: vec!["/usr/bin/hostname".into()],
+            ..JobFlags::default()
+        };
+        assert_eq!(one(None, flags).unwrap().name.as_str(), "hostname");
+    }
+
+    #[test]
+    fn several_jobs_come_back_in_the_order_asked() {
+        let text = "[job]\ncommand = [\"true\"]\n[jobs.a]\n[jobs.b]\npartition = \"p\"\n";
+        let plan = plan(Some(text), JobFlags::default()).unwrap();
+        let specs = plan.jobs(&["b".into(), "a".into()]).unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert!(
+            plan.jobs(&[])
+                .unwrap_err()
+                .to_string()
+                .contains("several jobs")
+        );
+    }
+}

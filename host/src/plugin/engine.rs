@@ -1,0 +1,378 @@
+//! The process-wide wasmtime engine: compiling (off the async threads), linking, and running one call
+//! under a plugin's limits.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use super::{PluginError, PluginSpec, PluginState, WIT_PACKAGE, WIT_VERSION, cache, caps, host};
+
+/// How often the epoch ticks; a running guest yields to the async runtime at every tick, and its time
+/// limit is counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A future borrowing a call's store.
+pub(super) type CallFuture<'s, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 's>>;
+
+/// The engine, its epoch ticker, its linker and the compiled-component cache. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: Option<cache::ComponentCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginEngine {
+    /// `cache_dir`: where compiled components are kept between runs (`None`: compile every time).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<PluginEngine, PluginError> {
+        let load_error = |e: &dyn std::fmt::Display| PluginError::Load {
+            name: "engine".into(),
+            message: e.to_string(),
+        };
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Reserve address space in proportion to the default memory cap instead of wasmtime's 4 GiB per
+        // memory: login nodes often limit virtual memory (`ulimit -v`). Memories past it move on growth.
+        config.memory_reservation(caps::DEFAULT_MEMORY as u64);
+        config.memory_guard_size(64 << 10);
+        config.memory_reservation_for_growth(1 << 20);
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config).map_err(|e| load_error(&e))?;
+        // One linker for every plugin: WASI (nothing granted unless a store's context grants it) and
+        // the host imports.
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| load_error(&e))?;
+        host::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| load_error(&e))?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (weak, stop) = (engine.weak(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("slurmkit-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| load_error(&e))?;
+        let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
+        Ok(PluginEngine {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                ticker_stop,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Compile (or fetch from the cache) and link a plugin, on a blocking thread: compiling a large
+    /// component takes seconds and must not stall the runtime (or Ctrl-C).
+    pub(super) async fn prepare(
+        &self,
+        spec: &PluginSpec,
+    ) -> Result<(Component, InstancePre<PluginState>), PluginError> {
+        let (engine, spec) = (self.clone(), spec.clone());
+        let name = spec.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let component = engine.component(&spec)?;
+            let pre = engine
+                .inner
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| link_error(&spec.name, engine.engine(), &component, e))?;
+            Ok((component, pre))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Load {
+                name,
+                message: e.to_string(),
+            })
+        })
+    }
+
+    /// Compile (or fetch from the cache) and check a plugin's WIT version. Blocking.
+    pub(super) fn component(&self, spec: &PluginSpec) -> Result<Component, PluginError> {
+        if wasmparser::Parser::is_core_wasm(&spec.bytes) {
+            return Err(PluginError::NotAComponent {
+                name: spec.name.clone(),
+                reason: "it is a core module; build it as a component (wasm32-wasip2, or `wasm-tools component new`)".into(),
+            });
+        }
+        if !wasmparser::Parser::is_component(&spec.bytes) {
+            return Err(PluginError::NotAComponent {
+                name: spec.name.clone(),
+                reason: "it is not WebAssembly".into(),
+            });
+        }
+        let engine = self.engine();
+        let component = match &self.inner.cache {
+            Some(cache) => cache.load(engine, &spec.bytes, &spec.sha256),
+            None => Component::new(engine, spec.bytes.as_slice()),
+        }
+        .map_err(|e| PluginError::NotAComponent {
+            name: spec.name.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        check_version(&spec.name, engine, &component)?;
+        Ok(component)
+    }
+
+    /// Run one guest call of `spec` in a fresh store with its capabilities and limits: `run` gets the
+    /// store, instantiates and calls. The guest yields to the runtime at every epoch tick (so Ctrl-C
+    /// and other work go on while it runs) and is stopped at its time limit; whatever happens is
+    /// turned into the value or a [`PluginError`] that says why the call failed.
+    pub(super) async fn call<T>(
+        &self,
+        spec: &PluginSpec,
+        during: &str,
+        run: impl for<'s> FnOnce(&'s mut Store<PluginState>) -> CallFuture<'s, T>,
+    ) -> Result<T, PluginError> {
+        let stdout = MemoryOutputPipe::new(spec.limits.output);
+        let stderr = MemoryOutputPipe::new(spec.limits.output);
+        let wasi = spec
+            .capabilities
+            .wasi_ctx(stdout.clone(), stderr.clone())
+            .map_err(|e| PluginError::Load {
+                name: spec.name.clone(),
+                message: e.to_string(),
+            })?;
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: caps::MemoryLimiter::new(spec.limits.memory),
+            name: Arc::from(spec.name.as_str()),
+            config: Arc::new(spec.config.clone()),
+            output_left: spec.limits.output,
+            output_exceeded: false,
+        };
+        let output = Output { stdout, stderr };
+        let mut store = Store::new(self.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        let limit = spec
+            .limits
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis()) as u64
+            + 1;
+        let mut ticks = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks += 1;
+            Ok(if ticks >= limit {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        // Epochs stop a guest spinning in wasm; the timeout also covers time spent in host calls, which
+        // epochs cannot interrupt. A little slack lets the epoch trap (the more precise report) win
+        // when both would fire.
+        let outcome = tokio::time::timeout(
+            spec.limits.timeout + Duration::from_millis(250),
+            run(&mut store),
+        )
+        .await
+        .ok();
+        output.forward(&spec.name);
+        let failed = |cause: String| PluginError::Failed {
+            plugin: spec.name.clone(),
+            during: during.to_string(),
+            cause,
+        };
+        match outcome {
+            None => Err(failed(format!(
+                "it did not finish within its {:?} time limit",
+                spec.limits.timeout
+            ))),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) => Err(failed(describe_failure(
+                &error,
+                store.data(),
+                spec,
+                &output,
+            ))),
+        }
+    }
+}
+
+/// Captured stdout/stderr of one call.
+struct Output {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl Output {
+    /// Send the plugin's stdout and stderr to the log, line by line.
+    fn forward(&self, plugin: &str) {
+        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let bytes = pipe.contents();
+            for line in String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
+                tracing::info!(plugin, stream, "{line}");
+            }
+        }
+    }
+
+    fn stderr_tail(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(3)..].join(" | "))
+    }
+}
+
+/// Words for why a call failed, most specific first.
+fn describe_failure(
+    error: &wasmtime::Error,
+    state: &PluginState,
+    spec: &PluginSpec,
+    output: &Output,
+) -> String {
+    let mut cause = if state.output_exceeded {
+        format!(
+            "it exceeded its output limit ({} bytes of log per call)",
+            spec.limits.output
+        )
+    } else if let Some(wanted) = state.limiter.refused {
+        format!(
+            "it ran out of memory: it tried to grow to {} MiB, past its {} MiB limit",
+            wanted >> 20,
+            spec.limits.memory >> 20
+        )
+    } else {
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => format!(
+                "it did not finish within its {:?} time limit",
+                spec.limits.timeout
+            ),
+            Some(wasmtime::Trap::StackOverflow) => {
+                "it overflowed its stack (runaway recursion?)".to_string()
+            }
+            Some(wasmtime::Trap::UnreachableCodeReached) => {
+                "it trapped (panicked or aborted)".to_string()
+            }
+            // Compiled languages keep their own stack in linear memory; overflowing it lands here.
+            Some(wasmtime::Trap::MemoryOutOfBounds) => {
+                "it accessed memory out of bounds (its shadow stack overflowed, or it has a memory bug)".to_string()
+            }
+            Some(trap) => format!("it trapped: {trap}"),
+            None => format!("{error:#}"),
+        }
+    };
+    if let Some(tail) = output.stderr_tail() {
+        cause.push_str(&format!("; its stderr ends: {tail}"));
+    }
+    cause
+}
+
+/// Check the `slurmkit:plugin` version a component was built against.
+pub(super) fn check_version(
+    name: &str,
+    engine: &Engine,
+    component: &Component,
+) -> Result<(), PluginError> {
+    let (major, minor, _) = WIT_VERSION;
+    let supported = super::wit_version();
+    for (import, _) in component.component_type().imports(engine) {
+        let Some(rest) = import
+            .strip_prefix(WIT_PACKAGE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let Some((_, version)) = rest.split_once('@') else {
+            return Err(PluginError::Incompatible {
+                name: name.into(),
+                targets: "(no version)".into(),
+                supported,
+            });
+        };
+        let mut parts = version
+            .split('.')
+            .map(|p| p.split(['-', '+']).next().unwrap_or("").parse::<u64>().ok());
+        let compatible = match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(m), Some(n)) => m == major && n <= minor && (major != 0 || n == minor),
+            _ => false,
+        };
+        if !compatible {
+            return Err(PluginError::Incompatible {
+                name: name.into(),
+                targets: version.to_string(),
+                supported,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The exports of a component, for "wrong world" errors.
+pub(super) fn export_names(engine: &Engine, component: &Component) -> String {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Map an `instantiate_pre` failure to the import it could not satisfy.
+fn link_error(
+    name: &str,
+    engine: &Engine,
+    component: &Component,
+    error: wasmtime::Error,
+) -> PluginError {
+    let text = format!("{error:#}");
+    let missing = component
+        .component_type()
+        .imports(engine)
+        .map(|(import, _)| import.to_string())
+        .find(|import| text.contains(&format!("`{import}`")));
+    match missing {
+        Some(import) => PluginError::MissingImport {
+            name: name.to_string(),
+            import,
+        },
+        None => PluginError::Load {
+            name: name.to_string(),
+            message: text,
+        },
+    }
+}

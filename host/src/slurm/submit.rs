@@ -1,0 +1,319 @@
+//! Submitting jobs in one exchange: one remote command stages every job's files and runs sbatch for
+//! each, so a submission costs one channel on an authenticated connection, whatever the number of jobs.
+//!
+//! The files travel on the command's standard input, each read with its exact length (`dd
+//! iflag=fullblock`), written under a temporary name and renamed into place in a job directory created
+//! fresh (`mkdir -m 700`, which fails if it exists). Then `sbatch --parsable` runs inside it with its
+//! output going to [`JOB_ID_PENDING_FILE`], renamed to [`JOB_ID_FILE`] once sbatch is done: the id is
+//! read from that file, never from what a login shell prints, and a submission whose reply is lost is
+//! recovered from it later. Every reply line starts with a random nonce, so nothing a chatty login shell
+//! prints can pass for one.
+
+use std::collections::BTreeMap;
+
+use super::{SlurmError, parse_parsable};
+use crate::exec::{CommandOutput, Exit};
+use crate::types::job_dir::{JOB_ID_FILE, JOB_ID_PENDING_FILE, SCRIPT_FILE};
+use crate::types::names::JobId;
+use crate::types::shell::ShellCommand;
+
+/// The script, one line (a csh login shell rejects a quoted newline). Arguments: the nonce, then per
+/// job its directory and file count, then per file its name, mode and length.
+const SCRIPT: &str = concat!(
+    r#"n=$1; shift; printf '%s home %s\n' "$n" "$HOME"; i=0; "#,
+    r#"say() { printf '%s\n' "$2" | while IFS= read -r l; do printf '%s err %s %s\n' "$n" "$1" "$l"; done; }; "#,
+    r#"while [ $# -gt 0 ]; do d=$1; c=$2; shift 2; "#,
+    r#"if e=$(mkdir -p -- "${d%/*}" 2>&1 && mkdir -m 700 -- "$d" 2>&1); then ok=1; else ok=0; fi; "#,
+    r#"while [ "$c" -gt 0 ]; do f=$1; m=$2; s=$3; shift 3; c=$((c-1)); "#,
+    r#"if [ $ok = 1 ]; then "#,
+    r#"if e=$(dd bs="$s" count=1 iflag=fullblock of="$d/.$f.tmp" 2>&1 && chmod "$m" "$d/.$f.tmp" 2>&1 && mv -f -- "$d/.$f.tmp" "$d/$f" 2>&1); then :; else ok=0; fi; "#,
+    r#"else dd bs="$s" count=1 iflag=fullblock of=/dev/null 2>/dev/null; fi; done; "#,
+    r#"if [ $ok = 1 ]; then printf '%s staged %s\n' "$n" "$i"; "#,
+    r#"if e=$(cd -- "$d" && sbatch --parsable "#,
+    "job.sbatch",
+    r#" 2>&1 >"#,
+    ".job_id.tmp",
+    r#" && mv -f -- "#,
+    ".job_id.tmp job_id",
+    r#"); then while IFS= read -r l; do printf '%s id %s %s\n' "$n" "$i" "$l"; done < "$d/"#,
+    "job_id",
+    r#""; else r=$?; printf '%s refused %s %s\n' "$n" "$i" "$r"; say "$i" "$e"; fi; "#,
+    r#"else printf '%s unstaged %s\n' "$n" "$i"; say "$i" "$e"; fi; "#,
+    r#"i=$((i+1)); done"#,
+);
+
+// The script spells the job directory's file names out; they must be the ones the host reads.
+const _: () = {
+    assert!(matches!(SCRIPT_FILE.as_bytes(), b"job.sbatch"));
+    assert!(matches!(JOB_ID_FILE.as_bytes(), b"job_id"));
+    assert!(matches!(JOB_ID_PENDING_FILE.as_bytes(), b".job_id.tmp"));
+};
+
+/// One file to write into a job directory.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    /// A plain name directly in the job directory.
+    pub name: &'static str,
+    /// Octal mode, e.g. `750`.
+    pub mode: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// One job: its directory (absolute, not yet existing) and files, among them [`SCRIPT_FILE`].
+#[derive(Debug, Clone)]
+pub struct StagedJob {
+    pub dir: String,
+    pub files: Vec<StagedFile>,
+}
+
+/// The command and its standard input for submitting `jobs` in order.
+pub fn command(nonce: &str, jobs: &[StagedJob]) -> (ShellCommand, Vec<u8>) {
+    let mut command = ShellCommand::sh("stage and sbatch", SCRIPT).arg(nonce);
+    let mut input = Vec::new();
+    for job in jobs {
+        command = command.arg(&job.dir).arg(job.files.len().to_string());
+        for file in &job.files {
+            assert!(!file.bytes.is_empty(), "dd cannot read an empty file");
+            command = command
+                .arg(file.name)
+                .arg(file.mode)
+                .arg(file.bytes.len().to_string());
+            input.extend_from_slice(&file.bytes);
+        }
+    }
+    (command, input)
+}
+
+/// How one job's submission ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// sbatch queued it with this id.
+    Submitted(JobId),
+    /// sbatch refused it (nothing was queued); its exit status and what it said.
+    Refused { status: String, message: String },
+    /// Its directory or files could not be written, so sbatch never ran.
+    NotStaged { message: String },
+    /// It may or may not be queued (the reply was cut short, or sbatch printed no id): the job
+    /// directory will tell.
+    Uncertain { cause: SlurmError },
+}
+
+/// What the exchange reported.
+#[derive(Debug)]
+pub struct Reply {
+    /// The remote `$HOME`, for resolving `~` next time.
+    pub home: Option<String>,
+    /// One outcome per job, in order.
+    pub outcomes: Vec<Outcome>,
+    /// Per job, whether its files were written (sbatch was about to run).
+    pub staged: Vec<bool>,
+}
+
+/// Read the reply to [`command`] for `count` jobs.
+pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
+    #[derive(Default)]
+    struct Lines {
+        staged: bool,
+        id: Vec<String>,
+        refused: Option<String>,
+        unstaged: bool,
+        err: Vec<String>,
+    }
+    let mut home = None;
+    let mut jobs: BTreeMap<usize, Lines> = BTreeMap::new();
+    let text = output.stdout_text();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(nonce).and_then(|r| r.strip_prefix(' ')) else {
+            continue;
+        };
+        let (tag, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        if tag == "home" {
+            home = Some(rest.to_string());
+            continue;
+        }
+        let (index, value) = rest.split_once(' ').unwrap_or((rest, ""));
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let job = jobs.entry(index).or_default();
+        match tag {
+            "staged" => job.staged = true,
+            "id" => job.id.push(value.to_string()),
+            "refused" => job.refused = Some(value.to_string()),
+            "unstaged" => job.unstaged = true,
+            "err" if !value.is_empty() => job.err.push(value.to_string()),
+            _ => {}
+        }
+    }
+    let cut_short = || match &output.exit {
+        Exit::Unknown => "the connection closed before the reply was complete".to_string(),
+        exit => format!(
+            "the submission script ended ({exit}) without saying how sbatch went: {}",
+            output.stderr_text().trim()
+        ),
+    };
+    let mut staged = Vec::with_capacity(count);
+    let outcomes = (0..count)
+        .map(|index| {
+            let job = jobs.remove(&index).unwrap_or_default();
+            staged.push(job.staged);
+            let message = job.err.join("\n");
+            if !job.id.is_empty() {
+                match parse_parsable(&job.id.join("\n")) {
+                    Ok(id) => Outcome::Submitted(id),
+                    Err(cause) => Outcome::Uncertain { cause },
+                }
+            } else if let Some(status) = job.refused {
+                Outcome::Refused { status, message }
+            } else if job.unstaged {
+                Outcome::NotStaged { message }
+            } else {
+                Outcome::Uncertain {
+                    cause: SlurmError::UnreadableReply {
+                        reason: cut_short(),
+                    },
+                }
+            }
+        })
+        .collect();
+    Reply {
+        home,
+        outcomes,
+        staged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &str, script: &str) -> StagedJob {
+        StagedJob {
+            dir: dir.to_string(),
+            files: vec![
+                StagedFile {
+                    name: "job.sbatch",
+                    mode: "750",
+                    bytes: script.as_bytes().to_vec(),
+                },
+                StagedFile {
+                    name: "job.json",
+                    mode: "640",
+                    bytes: b"{}".to_vec(),
+                },
+            ],
+        }
+    }
+
+    /// The script as a real `sh` runs it, with a fake `sbatch` on the PATH: files land byte for byte
+    /// with their modes, every job gets its outcome, and a chatty shell cannot fake a reply.
+    #[test]
+    fn the_script_stages_and_submits_through_a_real_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let sbatch = bin.join("sbatch");
+        // Refuses scripts that say so; otherwise prints an id made from the directory's name.
+        std::fs::write(
+            &sbatch,
+            "#!/bin/sh\nif grep -q refuse \"$2\"; then echo 'sbatch: error: refused' >&2; exit 1; fi\necho \"noise from a wrapper\"\nbasename \"$PWD\" | tr -cd 0-9; echo ';cluster'\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let base = dir.path().join("jobs");
+        let existing = base.join("j3");
+        std::fs::create_dir_all(&existing).unwrap();
+        let weird = "#!/bin/bash\necho 'x; $(id)' \"`id`\"\n\0binary\x01\n";
+        let jobs = vec![
+            job(&format!("{}/j1", base.display()), weird),
+            job(&format!("{}/j2", base.display()), "#!/bin/bash\nrefuse\n"),
+            job(&existing.display().to_string(), "#!/bin/bash\n"),
+            job(&format!("{}/j4", base.display()), "#!/bin/bash\ntrue\n"),
+        ];
+        let (command, input) = command("N0NCE", &jobs);
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "echo 'NONCE id 0 666'; echo 'id 0 7'; {}",
+                command.as_str()
+            ))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let output = CommandOutput {
+            exit: Exit::Code(out.status.code().unwrap()),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        };
+        let reply = reply("N0NCE", 4, &output);
+        assert!(reply.home.is_some());
+        let outcomes: Vec<String> = reply
+            .outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Submitted(id) => format!("id {id}"),
+                Outcome::Refused { message, .. } => format!("refused: {message}"),
+                Outcome::NotStaged { message } => format!("not staged: {message}"),
+                Outcome::Uncertain { cause } => format!("uncertain: {cause}"),
+            })
+            .collect();
+        assert_eq!(
+            outcomes[0], "id 1",
+            "the id sbatch wrote, not the shell's lines: {outcomes:?}"
+        );
+        assert_eq!(outcomes[1], "refused: sbatch: error: refused");
+        assert!(outcomes[2].starts_with("not staged: mkdir"), "{outcomes:?}");
+        assert_eq!(
+            outcomes[3], "id 4",
+            "the stream stayed aligned after a failure"
+        );
+        let j1 = base.join("j1");
+        assert_eq!(
+            std::fs::read(j1.join("job.sbatch")).unwrap(),
+            weird.as_bytes()
+        );
+        assert_eq!(std::fs::read(j1.join("job.json")).unwrap(), b"{}");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&j1), 0o700);
+        assert_eq!(mode(&j1.join("job.sbatch")), 0o750);
+        assert_eq!(mode(&j1.join("job.json")), 0o640);
+        assert_eq!(
+            std::fs::read_to_string(j1.join("job_id")).unwrap(),
+            "noise from a wrapper\n1;cluster\n"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&j1)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["job.json", "job.sbatch", "job_id"],
+            "no temporary files left"
+        );
+        assert!(
+            !existing.join("job.sbatch").exists(),
+            "an existing directory is never reused"
+        );
+    }
+
+    #[test]
+    fn a_reply_cut_short_leaves_the_outcome_uncertain() {
+        let output = CommandOutput {
+            exit: Exit::Unknown,
+            stdout: b"N home /h\nN staged 0\n".to_vec(),
+            stderr: Vec::new(),
+        };
+        let reply = reply("N", 2, &output);
+        assert_eq!(reply.home.as_deref(), Some("/h"));
+        assert!(matches!(reply.outcomes[0], Outcome::Uncertain { .. }));
+        assert!(matches!(reply.outcomes[1], Outcome::Uncertain { .. }));
+    }
+}
