@@ -7,6 +7,7 @@ pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
 
+pub mod proxy;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
@@ -91,6 +92,29 @@ impl Cluster {
             self.key.display(),
             self.known_hosts.display()
         )
+    }
+
+    /// A `[cluster]` table reaching the login host through `port` (a proxy in front of it), with a
+    /// known_hosts file for that port written into `project`.
+    pub fn cluster_table_via(&self, project: &Project, port: u16) -> String {
+        let key = std::fs::read_to_string(&self.host_key_pub).unwrap();
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let known = project.write(
+            "known_hosts_via",
+            &format!("[{}]:{port} {}\n", self.host, key.join(" ")),
+        );
+        format!(
+            "[cluster]\nhostname = \"{}\"\nport = {port}\nusername = \"{}\"\nhost_key_policy = \"reject\"\nkey_filename = \"{}\"\nknown_hosts = \"{}\"\n",
+            self.host,
+            self.user,
+            self.key.display(),
+            known.display()
+        )
+    }
+
+    /// The address of the login host, for a proxy to forward to.
+    pub fn address(&self) -> std::net::SocketAddr {
+        format!("{}:{}", self.host, self.port).parse().unwrap()
     }
 
     /// Plain OpenSSH to the login host with the cluster's key and known_hosts: the baseline slurmkit is

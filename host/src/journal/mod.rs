@@ -47,8 +47,9 @@ pub enum JournalError {
     Sql(#[from] rusqlite::Error),
     #[error("journal: stored spec is not readable: {0}")]
     Spec(#[from] serde_json::Error),
-    #[error("journal: the task using it failed: {0}")]
-    Task(String),
+    /// A failure already described (copied for each job it affects, or a task that did not finish).
+    #[error("journal: {0}")]
+    Failed(String),
 }
 
 impl Diagnose for JournalError {
@@ -162,6 +163,18 @@ impl Journal {
     fn migrated(mut conn: Connection) -> Result<Journal, JournalError> {
         migrate(&mut conn, MIGRATIONS)?;
         Ok(Journal { conn })
+    }
+
+    /// Run `work` in one transaction: a batch of writes costs one commit (one sync to disk). If the
+    /// commit fails, none of it is recorded.
+    pub fn batch<T>(&self, work: impl FnOnce(&Journal) -> T) -> Result<T, JournalError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let value = work(self);
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(value)
     }
 
     /// Record a submission about to be sent to `sbatch`.

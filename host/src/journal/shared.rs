@@ -15,7 +15,7 @@ impl SharedJournal {
         let path = path.to_path_buf();
         let journal = tokio::task::spawn_blocking(move || Journal::open(&path))
             .await
-            .map_err(|e| JournalError::Task(e.to_string()))??;
+            .map_err(|e| JournalError::Failed(format!("the task using it failed: {e}")))??;
         Ok(SharedJournal(Arc::new(Mutex::new(journal))))
     }
 
@@ -38,6 +38,10 @@ impl SharedJournal {
             work(&journal)
         })
         .await
-        .unwrap_or_else(|e| Err(JournalError::Task(e.to_string())))
+        .unwrap_or_else(|e| {
+            Err(JournalError::Failed(format!(
+                "the task using it failed: {e}"
+            )))
+        })
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Slurmfile;
-use crate::journal::{CallbackRoute, Delivery, SharedJournal, Submission, now_ms};
+use crate::journal::{CallbackRoute, Delivery, Journal, SharedJournal, Submission, now_ms};
 use crate::plugin::callbacks::{CallbackPlugin, Retry};
 use crate::plugin::{PluginEngine, PluginSpec, convert, spec::callback_name};
 use crate::types::spec::JobSpec;
@@ -184,52 +184,19 @@ impl Outbox {
         routes: &[CallbackRoute],
         event: &HostEvent,
     ) -> bool {
-        let routes: Vec<CallbackRoute> = routes
-            .iter()
-            .filter(|r| r.admits(event.kind.as_str()))
-            .cloned()
-            .collect();
-        if routes.is_empty() {
+        if !routes.iter().any(|r| r.admits(event.kind.as_str())) {
             return true;
         }
-        let json = match serde_json::to_string(event) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::error!("cannot journal event {}: {e}", event.id);
-                return false;
-            }
-        };
-        let (event_id, kind) = (event.id.clone(), event.kind.as_str());
-        let result = self
+        let (routes, event) = (routes.to_vec(), event.clone());
+        let id = event.id.clone();
+        match self
             .journal
-            .run(move |journal| {
-                let mut failed = Vec::new();
-                for route in &routes {
-                    if let Err(e) = journal.enqueue_delivery(
-                        Some(submission_id),
-                        &event_id,
-                        kind,
-                        &json,
-                        &route.key,
-                    ) {
-                        failed.push(format!(
-                            "cannot journal event {event_id} for {}: {e}",
-                            route.name
-                        ));
-                    }
-                }
-                Ok(failed)
-            })
-            .await;
-        match result {
-            Ok(failed) => {
-                for message in &failed {
-                    tracing::error!("{message}");
-                }
-                failed.is_empty()
-            }
+            .run(move |journal| Ok(queue(journal, submission_id, &routes, &event)))
+            .await
+        {
+            Ok(queued) => queued,
             Err(e) => {
-                tracing::error!("cannot journal event {}: {e}", event.id);
+                tracing::error!("cannot journal event {id}: {e}");
                 false
             }
         }
@@ -404,6 +371,44 @@ impl Outbox {
         }
         retry_soon
     }
+}
+
+/// Journal `event` for every route that admits its kind, within a journal call already made (so a
+/// batch of jobs costs one). Returns whether all of them were journaled.
+pub fn queue(
+    journal: &Journal,
+    submission_id: i64,
+    routes: &[CallbackRoute],
+    event: &HostEvent,
+) -> bool {
+    let routes: Vec<&CallbackRoute> = routes
+        .iter()
+        .filter(|r| r.admits(event.kind.as_str()))
+        .collect();
+    if routes.is_empty() {
+        return true;
+    }
+    let json = match serde_json::to_string(event) {
+        Ok(json) => json,
+        Err(e) => {
+            tracing::error!("cannot journal event {}: {e}", event.id);
+            return false;
+        }
+    };
+    let mut all = true;
+    for route in routes {
+        if let Err(e) = journal.enqueue_delivery(
+            Some(submission_id),
+            &event.id,
+            event.kind.as_str(),
+            &json,
+            &route.key,
+        ) {
+            tracing::error!("cannot journal event {} for {}: {e}", event.id, route.name);
+            all = false;
+        }
+    }
+    all
 }
 
 fn backoff(attempt: u32) -> Duration {

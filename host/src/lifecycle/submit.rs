@@ -1,18 +1,20 @@
 //! Submitting jobs, and recovering submissions whose reply never came back.
 //!
-//! Any number of jobs go out in one exchange ([`crate::slurm::submit`]): rendered and journaled first
-//! (`submitting`, with the job directory's absolute path), then staged and submitted by one remote
-//! command, then journaled again with their ids. A job whose reply is lost stays `submitting`; the next
-//! session finds its id in its directory, or asks Slurm for it, or says it could not find out.
+//! Any number of jobs go out in one exchange ([`crate::slurm::submit`]): rendered, then journaled
+//! together (`submitting`, with each job directory's absolute path), then staged and submitted by one
+//! remote command, then journaled again together with their ids. A job whose reply is lost stays
+//! `submitting`; the next session finds its id in its directory, or asks Slurm for it, or says it could
+//! not find out.
 
 use std::time::SystemTime;
 
 use super::LifecycleError;
-use super::outbox::EventDetail;
+use super::outbox::{EventDetail, HostEvent, queue};
 use super::session::Session;
 use crate::exec::Exec;
-use crate::journal::{Submission, now_ms};
+use crate::journal::{CallbackRoute, Journal, JournalError, Submission, now_ms};
 use crate::plugin::renderer::Renderer;
+use crate::slurm::SlurmError;
 use crate::slurm::recover::{self, DirState, Wanted};
 use crate::slurm::submit::{self as exchange, Outcome, StagedFile, StagedJob};
 use crate::types::job_dir::{SCRIPT_FILE, SPEC_FILE, job_dir_name};
@@ -29,73 +31,102 @@ pub struct Submitted {
     pub job_dir: String,
 }
 
-/// A job rendered and journaled, about to be sent.
+/// A job rendered into its directory-to-be, then journaled.
 struct Prepared {
+    /// Its place among the jobs asked for.
+    index: usize,
     submission_id: i64,
     spec: JobSpec,
+    dir: String,
     staged: StagedJob,
+}
+
+/// A job rendered into its directory-to-be.
+struct Rendered {
+    index: usize,
+    spec: JobSpec,
+    dir_name: String,
+    dir: String,
+    script: String,
+}
+
+/// What to journal about one job once sbatch answered: its events, then its new state (none: it stays
+/// `submitting`).
+struct JournalWrite {
+    submission_id: i64,
+    events: Vec<HostEvent>,
+    state: Option<NewState>,
+}
+
+enum NewState {
+    Submitted(JobId),
+    Rejected(String),
+}
+
+type JobResult = Result<Submitted, LifecycleError>;
+
+fn failed(spec: &JobSpec, error: LifecycleError) -> JobResult {
+    match error {
+        // The job is queued: its id goes out with the error.
+        LifecycleError::NotRecorded { .. } => Err(error),
+        error => Err(LifecycleError::Submit {
+            job: spec.name.to_string(),
+            source: Box::new(error),
+        }),
+    }
 }
 
 /// Render, journal and submit `specs` over the session's connection, in one exchange. One result per
 /// spec, in order: one refused job never loses the others.
-pub async fn submit(
-    session: &Session,
-    renderer: &Renderer,
-    specs: &[JobSpec],
-) -> Vec<Result<Submitted, LifecycleError>> {
-    let failed_all = |error: &dyn Fn() -> LifecycleError| {
-        specs
-            .iter()
-            .map(|spec| {
-                Err(LifecycleError::Submit {
-                    job: spec.name.to_string(),
-                    source: Box::new(error()),
-                })
-            })
-            .collect()
-    };
+pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -> Vec<JobResult> {
+    let mut results: Vec<Option<JobResult>> = specs.iter().map(|_| None).collect();
     let base = match job_base_dir(session).await {
         Ok(base) => base,
-        Err(e) => {
-            let message = e.to_string();
-            return failed_all(&|| LifecycleError::NotStaged {
+        Err(error) => {
+            let message = error.to_string();
+            let not_staged = || LifecycleError::NotStaged {
                 job_dir: session.target.job_base_dir.clone(),
                 message: message.clone(),
-            });
+            };
+            return specs
+                .iter()
+                .map(|spec| failed(spec, not_staged()))
+                .collect();
         }
     };
-    // Render and journal each job before anything is created on the cluster: a renderer that refuses a
-    // job leaves no trace, and a job that reaches sbatch is always on record.
-    let mut results: Vec<Option<Result<Submitted, LifecycleError>>> = Vec::new();
-    let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+    // Render every job before anything is recorded or created: a renderer that refuses a job leaves
+    // no trace of it.
+    let mut rendered = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
-        match prepare(session, renderer, &base, spec).await {
-            Ok(job) => {
-                prepared.push((index, job));
-                results.push(None);
-            }
-            Err(error) => results.push(Some(Err(LifecycleError::Submit {
-                job: spec.name.to_string(),
-                source: Box::new(error),
-            }))),
+        let dir_name = job_dir_name(&spec.name, SystemTime::now());
+        let dir = format!("{base}/{dir_name}");
+        let spec = spec.anchored_in(&dir);
+        match renderer.render(&spec).await {
+            Ok(script) => rendered.push(Rendered {
+                index,
+                spec,
+                dir_name,
+                dir,
+                script,
+            }),
+            Err(error) => results[index] = Some(failed(&spec, error.into())),
         }
     }
-    let outbox = &session.outbox;
-    for (_, job) in &prepared {
-        let event = outbox.event(
-            EventKind::PackagingBegin,
-            &job.spec,
-            &job.staged.dir,
-            None,
-            EventDetail::None,
-            "",
-        );
-        outbox.emit(job.submission_id, event).await;
-    }
+    // Journal them all as `submitting` before anything is sent: a job that reaches sbatch is always on
+    // record.
+    let prepared = match journal_all(session, renderer, rendered).await {
+        Ok(prepared) => prepared,
+        Err(unrecorded) => {
+            for (job, error) in unrecorded {
+                results[job.index] = Some(failed(&job.spec, error));
+            }
+            Vec::new()
+        }
+    };
     if !prepared.is_empty() {
         let nonce = format!("slurmkit-{:016x}", rand::random::<u64>());
-        let jobs: Vec<StagedJob> = prepared.iter().map(|(_, job)| job.staged.clone()).collect();
-        let (command, input) = exchange::command(&nonce, &jobs);
+        let jobs: Vec<StagedJob> = prepared.iter().map(|job| job.staged.clone()).collect();
+        let (command, input) = exchange::command(&nonce, &base, &jobs);
         let reply = match session.conn.run(&command, &input).await {
             Ok(output) => exchange::reply(&nonce, jobs.len(), &output),
             Err(error) => exchange::Reply {
@@ -104,7 +135,7 @@ pub async fn submit(
                 outcomes: jobs
                     .iter()
                     .map(|_| Outcome::Uncertain {
-                        cause: crate::slurm::SlurmError::Command(error.clone()),
+                        cause: SlurmError::Command(error.clone()),
                     })
                     .collect(),
             },
@@ -119,17 +150,8 @@ pub async fn submit(
                 tracing::debug!("cannot remember the remote home directory: {e}");
             }
         }
-        for (((index, job), outcome), staged) in
-            prepared.into_iter().zip(reply.outcomes).zip(reply.staged)
-        {
-            let result = settle(session, &job, outcome, staged).await;
-            results[index] = Some(result.map_err(|error| match error {
-                LifecycleError::NotRecorded { .. } => error,
-                error => LifecycleError::Submit {
-                    job: job.spec.name.to_string(),
-                    source: Box::new(error),
-                },
-            }));
+        for (index, result) in settle_all(session, prepared, reply).await {
+            results[index] = Some(result);
         }
     }
     results
@@ -182,109 +204,209 @@ async fn job_base_dir(session: &Session) -> Result<String, LifecycleError> {
     })
 }
 
-/// Render one job into its directory-to-be and journal it as `submitting`.
-async fn prepare(
+/// Journal rendered jobs as `submitting`, with `packaging-begin` queued, in one transaction. If it
+/// cannot be written, none of them is sent.
+async fn journal_all(
     session: &Session,
     renderer: &Renderer,
-    base: &str,
-    spec: &JobSpec,
-) -> Result<Prepared, LifecycleError> {
-    let dir = format!("{base}/{}", job_dir_name(&spec.name, SystemTime::now()));
-    let spec = spec.anchored_in(&dir);
-    let script = renderer.render(&spec).await?;
-    let spec_json = serde_json::to_vec_pretty(&spec).expect("a job spec always serializes");
-    let (cluster, journaled_dir, journaled_spec) =
-        (session.target.key.clone(), dir.clone(), spec.clone());
-    let (provenance, routes) = (
-        renderer.spec().provenance(),
-        session.outbox.routes().to_vec(),
-    );
-    let submission_id = session
-        .journal
-        .run(move |j| {
-            j.begin_submission(
-                &cluster,
-                &journaled_dir,
-                &journaled_spec,
-                &provenance,
-                &routes,
+    rendered: Vec<Rendered>,
+) -> Result<Vec<Prepared>, Vec<(Rendered, LifecycleError)>> {
+    let cluster = session.target.key.clone();
+    let provenance = renderer.spec().provenance();
+    let routes = session.outbox.routes().to_vec();
+    let events: Vec<HostEvent> = rendered
+        .iter()
+        .map(|job| {
+            session.outbox.event(
+                EventKind::PackagingBegin,
+                &job.spec,
+                &job.dir,
+                None,
+                EventDetail::None,
+                "",
             )
         })
-        .await?;
-    Ok(Prepared {
-        submission_id,
-        spec,
-        staged: StagedJob {
-            dir,
-            files: vec![
-                StagedFile {
-                    name: SCRIPT_FILE,
-                    mode: "750",
-                    bytes: script.into_bytes(),
-                },
-                StagedFile {
-                    name: SPEC_FILE,
-                    mode: "640",
-                    bytes: spec_json,
-                },
-            ],
-        },
-    })
-}
-
-/// Journal how one job's submission ended, with its events queued first.
-async fn settle(
-    session: &Session,
-    job: &Prepared,
-    outcome: Outcome,
-    staged: bool,
-) -> Result<Submitted, LifecycleError> {
-    let (outbox, id, dir) = (&session.outbox, job.submission_id, job.staged.dir.clone());
-    if staged || matches!(outcome, Outcome::Submitted(_) | Outcome::Refused { .. }) {
-        for kind in [EventKind::PackagingEnd, EventKind::SubmitBegin] {
-            let event = outbox.event(kind, &job.spec, &dir, None, EventDetail::None, "");
-            outbox.emit(id, event).await;
-        }
-    }
-    match outcome {
-        Outcome::Submitted(job_id) => {
-            let submitted = Submitted {
-                submission_id: id,
-                job_id,
-                job_dir: dir,
-            };
-            record_submitted(session, &submitted, &job.spec).await?;
-            Ok(submitted)
-        }
-        Outcome::Refused { status, message } => {
-            let error = LifecycleError::Refused { status, message };
-            let reason = error.to_string();
-            session
-                .journal
-                .run(move |j| j.mark_rejected(id, &reason))
-                .await?;
-            Err(error)
-        }
-        Outcome::NotStaged { message } => {
-            let reason = format!("staging failed: {message}");
-            session
-                .journal
-                .run(move |j| j.mark_rejected(id, &reason))
-                .await?;
-            Err(LifecycleError::NotStaged {
-                job_dir: dir,
-                message,
+        .collect();
+    let records: Vec<(JobSpec, String)> = rendered
+        .iter()
+        .map(|job| (job.spec.clone(), job.dir.clone()))
+        .collect();
+    let journaled = session
+        .journal
+        .run(move |j| {
+            j.batch(|j| {
+                records
+                    .iter()
+                    .zip(&events)
+                    .map(|((spec, dir), event)| {
+                        let id = j.begin_submission(&cluster, dir, spec, &provenance, &routes)?;
+                        queue(j, id, &routes, event);
+                        Ok(id)
+                    })
+                    .collect::<Result<Vec<i64>, JournalError>>()
+            })?
+        })
+        .await;
+    match journaled {
+        Ok(ids) => Ok(rendered
+            .into_iter()
+            .zip(ids)
+            .map(|(job, submission_id)| {
+                let spec_json =
+                    serde_json::to_vec_pretty(&job.spec).expect("a job spec always serializes");
+                Prepared {
+                    index: job.index,
+                    submission_id,
+                    spec: job.spec,
+                    dir: job.dir,
+                    staged: StagedJob {
+                        dir_name: job.dir_name,
+                        files: vec![
+                            StagedFile {
+                                name: SCRIPT_FILE,
+                                mode: 0o750,
+                                bytes: job.script.into_bytes(),
+                            },
+                            StagedFile {
+                                name: SPEC_FILE,
+                                mode: 0o640,
+                                bytes: spec_json,
+                            },
+                        ],
+                    },
+                }
             })
+            .collect()),
+        Err(error) => {
+            let message = error.to_string();
+            Err(rendered
+                .into_iter()
+                .map(|job| (job, JournalError::Failed(message.clone()).into()))
+                .collect())
         }
-        Outcome::Uncertain { cause } => Err(LifecycleError::SubmissionUncertain {
-            job_dir: dir,
-            cause,
-        }),
     }
 }
 
-/// Queue `submitted`, then record the id. A journal that cannot be written does not lose the id: the
-/// error carries it (and the job directory holds it for the next session).
+/// How one job ended, to be journaled.
+enum Settled {
+    Submitted(JobId),
+    Rejected(LifecycleError),
+    /// Left `submitting`, for the next session to resolve.
+    Open(LifecycleError),
+}
+
+/// Journal how each job's submission ended, every job's events queued before its new state, in one
+/// transaction. A journal that cannot be written does not lose an id: the error carries it (and the
+/// job directory holds it for the next session).
+async fn settle_all(
+    session: &Session,
+    prepared: Vec<Prepared>,
+    reply: exchange::Reply,
+) -> Vec<(usize, JobResult)> {
+    let routes = session.outbox.routes().to_vec();
+    let mut plans = Vec::new();
+    for ((job, outcome), staged) in prepared.into_iter().zip(reply.outcomes).zip(reply.staged) {
+        let outbox = &session.outbox;
+        let mut events = Vec::new();
+        if staged {
+            for kind in [EventKind::PackagingEnd, EventKind::SubmitBegin] {
+                events.push(outbox.event(kind, &job.spec, &job.dir, None, EventDetail::None, ""));
+            }
+        }
+        let settled = match outcome {
+            Outcome::Submitted(job_id) => {
+                let id = job_id.to_string();
+                events.push(outbox.event(
+                    EventKind::Submitted,
+                    &job.spec,
+                    &job.dir,
+                    Some(&id),
+                    EventDetail::Submitted(id.clone()),
+                    "",
+                ));
+                Settled::Submitted(job_id)
+            }
+            Outcome::Refused { status, message } => {
+                Settled::Rejected(LifecycleError::Refused { status, message })
+            }
+            Outcome::NotStaged { message } => Settled::Rejected(LifecycleError::NotStaged {
+                job_dir: job.dir.clone(),
+                message,
+            }),
+            Outcome::Uncertain { cause } => Settled::Open(LifecycleError::SubmissionUncertain {
+                job_dir: job.dir.clone(),
+                cause,
+            }),
+        };
+        plans.push((job, events, settled));
+    }
+    let writes: Vec<JournalWrite> = plans
+        .iter()
+        .map(|(job, events, settled)| JournalWrite {
+            submission_id: job.submission_id,
+            events: events.clone(),
+            state: match settled {
+                Settled::Submitted(id) => Some(NewState::Submitted(id.clone())),
+                Settled::Rejected(LifecycleError::NotStaged { message, .. }) => {
+                    Some(NewState::Rejected(format!("staging failed: {message}")))
+                }
+                Settled::Rejected(error) => Some(NewState::Rejected(error.to_string())),
+                Settled::Open(_) => None,
+            },
+        })
+        .collect();
+    let written = session
+        .journal
+        .run(move |j| j.batch(|j| write_outcomes(j, &routes, &writes)))
+        .await;
+    plans
+        .into_iter()
+        .enumerate()
+        .map(|(n, (job, _, settled))| {
+            let recorded = match &written {
+                Ok(each) => each[n].as_ref().map_err(|e| e.to_string()).err(),
+                Err(e) => Some(e.to_string()),
+            };
+            let result = match (settled, recorded) {
+                (Settled::Submitted(job_id), None) => Ok(Submitted {
+                    submission_id: job.submission_id,
+                    job_id,
+                    job_dir: job.dir,
+                }),
+                (Settled::Submitted(job_id), Some(message)) => Err(LifecycleError::NotRecorded {
+                    job_id,
+                    source: JournalError::Failed(message),
+                }),
+                (Settled::Rejected(error) | Settled::Open(error), _) => Err(error),
+            };
+            (job.index, result.or_else(|error| failed(&job.spec, error)))
+        })
+        .collect()
+}
+
+/// Within one journal transaction: each job's events, then its new state.
+fn write_outcomes(
+    journal: &Journal,
+    routes: &[CallbackRoute],
+    writes: &[JournalWrite],
+) -> Vec<Result<(), JournalError>> {
+    writes
+        .iter()
+        .map(|write| {
+            let id = write.submission_id;
+            for event in &write.events {
+                queue(journal, id, routes, event);
+            }
+            match &write.state {
+                Some(NewState::Submitted(job_id)) => journal.mark_submitted(id, job_id),
+                Some(NewState::Rejected(why)) => journal.mark_rejected(id, why),
+                None => Ok(()),
+            }
+        })
+        .collect()
+}
+
+/// Queue `submitted`, then record the id, for a submission recovered by [`reconcile`].
 async fn record_submitted(
     session: &Session,
     submitted: &Submitted,
@@ -334,6 +456,13 @@ pub async fn reconcile(session: &Session) -> Result<Vec<Submitted>, LifecycleErr
         match state {
             DirState::Submitted(job_id) => {
                 resolved.push(recovered(session, submission, job_id).await?);
+            }
+            DirState::Refused { status, message } => {
+                let why = LifecycleError::Refused { status, message }.to_string();
+                session
+                    .journal
+                    .run(move |j| j.mark_rejected(id, &why))
+                    .await?;
             }
             DirState::Missing if old => {
                 session

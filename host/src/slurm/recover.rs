@@ -4,25 +4,41 @@
 
 use super::{SlurmError, parse_parsable};
 use crate::exec::Exec;
-use crate::types::job_dir::SCRIPT_FILE;
+use crate::types::job_dir::{
+    JOB_ID_FILE, JOB_ID_PENDING_FILE, SBATCH_ERROR_FILE, SBATCH_STATUS_FILE, SCRIPT_FILE,
+};
 use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 
 /// Arguments: the nonce, then the directories. Prints per directory `missing`, `none` (no id file),
-/// `pending` (sbatch's output file exists, no id yet) and every line of the id file as `id`.
+/// `pending` (sbatch started and has not said how it went), `refused` with sbatch's status and its
+/// stderr as `err` lines, or every line of the id file as `id`. Reads job directories of older
+/// versions too (their sbatch output went to `.job_id.tmp` first).
 const PROBE: &str = concat!(
     r#"n=$1; shift; i=0; for d in "$@"; do "#,
     r#"if [ -L "$d" ] || [ ! -d "$d" ]; then printf '%s missing %s\n' "$n" "$i"; "#,
-    r#"elif [ -f "$d/job_id" ]; then while IFS= read -r l; do printf '%s id %s %s\n' "$n" "$i" "$l"; done < "$d/job_id"; "#,
-    r#"elif [ -f "$d/.job_id.tmp" ]; then printf '%s pending %s\n' "$n" "$i"; "#,
+    r#"elif [ -s "$d/job_id" ]; then while IFS= read -r l; do printf '%s id %s %s\n' "$n" "$i" "$l"; done < "$d/job_id"; "#,
+    r#"elif [ -f "$d/.sbatch.status" ]; then read -r r < "$d/.sbatch.status"; printf '%s refused %s %s\n' "$n" "$i" "$r"; "#,
+    r#"[ -f "$d/.sbatch.err" ] && while IFS= read -r l; do printf '%s err %s %s\n' "$n" "$i" "$l"; done < "$d/.sbatch.err"; "#,
+    r#"elif [ -f "$d/job_id" ] || [ -f "$d/.job_id.tmp" ]; then printf '%s pending %s\n' "$n" "$i"; "#,
     r#"else printf '%s none %s\n' "$n" "$i"; fi; i=$((i+1)); done"#,
 );
+
+// The probe spells the job directory's file names out; they must be the ones the host writes.
+const _: () = {
+    assert!(matches!(JOB_ID_FILE.as_bytes(), b"job_id"));
+    assert!(matches!(JOB_ID_PENDING_FILE.as_bytes(), b".job_id.tmp"));
+    assert!(matches!(SBATCH_STATUS_FILE.as_bytes(), b".sbatch.status"));
+    assert!(matches!(SBATCH_ERROR_FILE.as_bytes(), b".sbatch.err"));
+};
 
 /// What a job directory says about its submission.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DirState {
     /// sbatch wrote this id.
     Submitted(JobId),
+    /// sbatch refused it, with this exit status and message.
+    Refused { status: String, message: String },
     /// The directory is gone.
     Missing,
     /// No id file: sbatch never ran, or ran and lost its output.
@@ -43,8 +59,14 @@ pub async fn probe_dirs(
         .arg(nonce)
         .args(dirs);
     let output = exec.exec(&command).await?;
-    let mut lines: Vec<(bool, Vec<String>, Option<&str>)> =
-        vec![(false, Vec::new(), None); dirs.len()];
+    #[derive(Default)]
+    struct Lines {
+        id: Vec<String>,
+        err: Vec<String>,
+        tag: Option<String>,
+        status: String,
+    }
+    let mut found: Vec<Lines> = (0..dirs.len()).map(|_| Lines::default()).collect();
     let text = output.stdout_text();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(nonce).and_then(|r| r.strip_prefix(' ')) else {
@@ -54,30 +76,38 @@ pub async fn probe_dirs(
         let (Some(tag), Some(index)) = (parts.next(), parts.next()) else {
             continue;
         };
-        let Some(entry) = index.parse::<usize>().ok().and_then(|i| lines.get_mut(i)) else {
+        let Some(entry) = index.parse::<usize>().ok().and_then(|i| found.get_mut(i)) else {
             continue;
         };
+        let value = parts.next().unwrap_or("").to_string();
         match tag {
-            "id" => {
-                entry.0 = true;
-                entry.1.push(parts.next().unwrap_or("").to_string());
+            "id" => entry.id.push(value),
+            "err" => entry.err.push(value),
+            "refused" => {
+                entry.status = value;
+                entry.tag = Some(tag.to_string());
             }
-            "missing" => entry.2 = Some("missing"),
-            "pending" => entry.2 = Some("pending"),
-            "none" => entry.2 = Some("none"),
-            _ => {}
+            _ => entry.tag = Some(tag.to_string()),
         }
     }
-    Ok(lines
+    Ok(found
         .into_iter()
-        .map(|(has_id, id_lines, tag)| match (has_id, tag) {
-            (true, _) => parse_parsable(&id_lines.join("\n"))
-                .map(DirState::Submitted)
-                .unwrap_or(DirState::Pending),
-            (false, Some("missing")) => DirState::Missing,
-            (false, Some("pending")) => DirState::Pending,
-            (false, Some("none")) => DirState::NoId,
-            _ => DirState::Unknown,
+        .map(|lines| {
+            if !lines.id.is_empty() {
+                return parse_parsable(&lines.id.join("\n"))
+                    .map(DirState::Submitted)
+                    .unwrap_or(DirState::Pending);
+            }
+            match lines.tag.as_deref() {
+                Some("missing") => DirState::Missing,
+                Some("pending") => DirState::Pending,
+                Some("none") => DirState::NoId,
+                Some("refused") => DirState::Refused {
+                    status: lines.status,
+                    message: lines.err.join("\n"),
+                },
+                _ => DirState::Unknown,
+            }
         })
         .collect())
 }
@@ -142,4 +172,79 @@ pub async fn find_in_slurm(
                 .map(|(id, _)| JobId::parse(id.base()).unwrap_or_else(|_| id.clone()))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{CommandError, CommandOutput, Exit};
+
+    /// Runs command lines with this machine's `sh`.
+    struct Sh;
+
+    impl Exec for Sh {
+        async fn run(
+            &self,
+            command: &ShellCommand,
+            _input: &[u8],
+        ) -> Result<CommandOutput, CommandError> {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(command.as_str())
+                .output()
+                .unwrap();
+            Ok(CommandOutput {
+                exit: Exit::Code(out.status.code().unwrap_or(-1)),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_probe_reads_every_state_a_job_directory_can_be_in() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = |name: &str, files: &[(&str, &str)]| {
+            let path = base.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            for (file, text) in files {
+                std::fs::write(path.join(file), text).unwrap();
+            }
+            path.display().to_string()
+        };
+        let dirs = vec![
+            dir("submitted", &[("job_id", "wrapper says hi\n12;c\n")]),
+            base.path().join("gone").display().to_string(),
+            dir(
+                "refused",
+                &[
+                    ("job_id", ""),
+                    (".sbatch.status", "1\n"),
+                    (".sbatch.err", "sbatch: error: no\n"),
+                ],
+            ),
+            dir("running", &[("job_id", "")]),
+            dir("older", &[(".job_id.tmp", "")]),
+            dir("staged", &[("job.sbatch", "#!/bin/sh\n")]),
+        ];
+        std::os::unix::fs::symlink(base.path(), base.path().join("link")).unwrap();
+        let mut dirs = dirs;
+        dirs.push(base.path().join("link").display().to_string());
+        let states = probe_dirs(&Sh, "N", &dirs).await.unwrap();
+        assert_eq!(
+            states,
+            vec![
+                DirState::Submitted(JobId::parse("12").unwrap()),
+                DirState::Missing,
+                DirState::Refused {
+                    status: "1".into(),
+                    message: "sbatch: error: no".into()
+                },
+                DirState::Pending,
+                DirState::Pending,
+                DirState::NoId,
+                DirState::Missing,
+            ]
+        );
+    }
 }

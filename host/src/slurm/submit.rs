@@ -1,52 +1,56 @@
-//! Submitting jobs in one exchange: one remote command stages every job's files and runs sbatch for
-//! each, so a submission costs one channel on an authenticated connection, whatever the number of jobs.
+//! Submitting jobs in one exchange: one remote command stages every job's directory and runs sbatch
+//! for each, so a submission costs one channel on an authenticated connection, whatever the number of
+//! jobs, and a handful of processes on the login node besides one sbatch per job.
 //!
-//! The files travel on the command's standard input, each read with its exact length (`dd
-//! iflag=fullblock`), written under a temporary name and renamed into place in a job directory created
-//! fresh (`mkdir -m 700`, which fails if it exists). Then `sbatch --parsable` runs inside it with its
-//! output going to [`JOB_ID_PENDING_FILE`], renamed to [`JOB_ID_FILE`] once sbatch is done: the id is
-//! read from that file, never from what a login shell prints, and a submission whose reply is lost is
-//! recovered from it later. Every reply line starts with a random nonce, so nothing a chatty login shell
-//! prints can pass for one.
+//! The job directories travel as one tar stream on the command's standard input, unpacked into a fresh
+//! private staging directory (`mkdir -m 700`, which fails if it exists) next to where they belong, then
+//! moved into place without replacing anything (`mv -n`): a job directory appears whole or not at all,
+//! and never over an existing one. Then `sbatch --parsable` runs in each, its output going to
+//! [`JOB_ID_FILE`] and its exit status to [`SBATCH_STATUS_FILE`]: the id is read from that file, never
+//! from what a login shell prints, and a submission whose reply is lost is recovered from it later.
+//! Every reply line starts with a random nonce, so nothing a chatty login shell prints can pass for one.
 
 use std::collections::BTreeMap;
 
 use super::{SlurmError, parse_parsable};
 use crate::exec::{CommandOutput, Exit};
-use crate::types::job_dir::{JOB_ID_FILE, JOB_ID_PENDING_FILE, SCRIPT_FILE};
+use crate::types::job_dir::{JOB_ID_FILE, SBATCH_ERROR_FILE, SBATCH_STATUS_FILE, SCRIPT_FILE};
 use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 
-/// The script, one line (a csh login shell rejects a quoted newline). Arguments: the nonce, then per
-/// job its directory and file count, then per file its name, mode and length.
+/// The script, one line (a csh login shell rejects a quoted newline). Arguments: the nonce, the base
+/// directory, the staging directory, then each job directory's name.
 const SCRIPT: &str = concat!(
-    r#"n=$1; shift; printf '%s home %s\n' "$n" "$HOME"; i=0; "#,
-    r#"say() { printf '%s\n' "$2" | while IFS= read -r l; do printf '%s err %s %s\n' "$n" "$1" "$l"; done; }; "#,
-    r#"while [ $# -gt 0 ]; do d=$1; c=$2; shift 2; "#,
-    r#"if e=$(mkdir -p -- "${d%/*}" 2>&1 && mkdir -m 700 -- "$d" 2>&1); then ok=1; else ok=0; fi; "#,
-    r#"while [ "$c" -gt 0 ]; do f=$1; m=$2; s=$3; shift 3; c=$((c-1)); "#,
-    r#"if [ $ok = 1 ]; then "#,
-    r#"if e=$(dd bs="$s" count=1 iflag=fullblock of="$d/.$f.tmp" 2>&1 && chmod "$m" "$d/.$f.tmp" 2>&1 && mv -f -- "$d/.$f.tmp" "$d/$f" 2>&1); then :; else ok=0; fi; "#,
-    r#"else dd bs="$s" count=1 iflag=fullblock of=/dev/null 2>/dev/null; fi; done; "#,
-    r#"if [ $ok = 1 ]; then printf '%s staged %s\n' "$n" "$i"; "#,
-    r#"if e=$(cd -- "$d" && sbatch --parsable "#,
+    r#"n=$1; base=$2; stage=$3; shift 3; printf '%s home %s\n' "$n" "$HOME"; umask 027; "#,
+    r#"say() { printf '%s\n' "$3" | while IFS= read -r l; do [ -n "$l" ] && printf '%s %s %s %s\n' "$n" "$1" "$2" "$l"; done; }; "#,
+    r#"if e=$(mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1); then "#,
+    r#"mv -n -- "$stage"/* "$base"/ 2>/dev/null; ok=1; else ok=0; fi; "#,
+    r#"i=0; for d do "#,
+    r#"if [ $ok = 1 ] && [ ! -e "$stage/$d" ] && cd -- "$base/$d"; then printf '%s staged %s\n' "$n" "$i"; "#,
+    r#"sbatch --parsable "#,
     "job.sbatch",
-    r#" 2>&1 >"#,
-    ".job_id.tmp",
-    r#" && mv -f -- "#,
-    ".job_id.tmp job_id",
-    r#"); then while IFS= read -r l; do printf '%s id %s %s\n' "$n" "$i" "$l"; done < "$d/"#,
+    r#" >"#,
     "job_id",
-    r#""; else r=$?; printf '%s refused %s %s\n' "$n" "$i" "$r"; say "$i" "$e"; fi; "#,
-    r#"else printf '%s unstaged %s\n' "$n" "$i"; say "$i" "$e"; fi; "#,
-    r#"i=$((i+1)); done"#,
+    r#" 2>"#,
+    ".sbatch.err",
+    r#"; r=$?; printf '%s\n' "$r" >"#,
+    ".sbatch.status",
+    r#"; if [ $r = 0 ]; then while IFS= read -r l; do printf '%s id %s %s\n' "$n" "$i" "$l"; done <"#,
+    "job_id",
+    r#"; else printf '%s refused %s %s\n' "$n" "$i" "$r"; say err "$i" "$(cat "#,
+    ".sbatch.err",
+    r#")"; fi; "#,
+    r#"else printf '%s unstaged %s\n' "$n" "$i"; [ $ok = 1 ] && e="$base/$d exists already, or could not be moved there"; "#,
+    r#"say err "$i" "$e"; fi; i=$((i+1)); done; "#,
+    r#"cd /; rm -rf -- "$stage""#,
 );
 
 // The script spells the job directory's file names out; they must be the ones the host reads.
 const _: () = {
     assert!(matches!(SCRIPT_FILE.as_bytes(), b"job.sbatch"));
     assert!(matches!(JOB_ID_FILE.as_bytes(), b"job_id"));
-    assert!(matches!(JOB_ID_PENDING_FILE.as_bytes(), b".job_id.tmp"));
+    assert!(matches!(SBATCH_ERROR_FILE.as_bytes(), b".sbatch.err"));
+    assert!(matches!(SBATCH_STATUS_FILE.as_bytes(), b".sbatch.status"));
 };
 
 /// One file to write into a job directory.
@@ -54,33 +58,59 @@ const _: () = {
 pub struct StagedFile {
     /// A plain name directly in the job directory.
     pub name: &'static str,
-    /// Octal mode, e.g. `750`.
-    pub mode: &'static str,
+    pub mode: u32,
     pub bytes: Vec<u8>,
 }
 
-/// One job: its directory (absolute, not yet existing) and files, among them [`SCRIPT_FILE`].
+/// One job: its directory's name (under the base directory; it must not exist yet) and its files,
+/// among them [`SCRIPT_FILE`].
 #[derive(Debug, Clone)]
 pub struct StagedJob {
-    pub dir: String,
+    pub dir_name: String,
     pub files: Vec<StagedFile>,
 }
 
-/// The command and its standard input for submitting `jobs` in order.
-pub fn command(nonce: &str, jobs: &[StagedJob]) -> (ShellCommand, Vec<u8>) {
-    let mut command = ShellCommand::sh("stage and sbatch", SCRIPT).arg(nonce);
-    let mut input = Vec::new();
+/// The command and its standard input (a tar stream) for submitting `jobs`, in order, into `base`
+/// (absolute).
+pub fn command(nonce: &str, base: &str, jobs: &[StagedJob]) -> (ShellCommand, Vec<u8>) {
+    let stage = format!("{base}/.slurmkit-stage-{nonce}");
+    let mut command = ShellCommand::sh("stage and sbatch", SCRIPT)
+        .arg(nonce)
+        .arg(base)
+        .arg(&stage);
+    let mut archive = tar::Builder::new(Vec::new());
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut append = |path: String, mode: u32, bytes: &[u8], kind: tar::EntryType| {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(bytes.len() as u64);
+        header.set_mtime(mtime);
+        archive
+            .append_data(&mut header, path, bytes)
+            .expect("a job directory's names fit a tar header, and a Vec never fails to grow");
+    };
     for job in jobs {
-        command = command.arg(&job.dir).arg(job.files.len().to_string());
+        command = command.arg(&job.dir_name);
+        append(
+            format!("{}/", job.dir_name),
+            0o700,
+            &[],
+            tar::EntryType::Directory,
+        );
         for file in &job.files {
-            assert!(!file.bytes.is_empty(), "dd cannot read an empty file");
-            command = command
-                .arg(file.name)
-                .arg(file.mode)
-                .arg(file.bytes.len().to_string());
-            input.extend_from_slice(&file.bytes);
+            append(
+                format!("{}/{}", job.dir_name, file.name),
+                file.mode,
+                &file.bytes,
+                tar::EntryType::Regular,
+            );
         }
     }
+    let input = archive.into_inner().expect("writing to a Vec cannot fail");
     (command, input)
 }
 
@@ -187,18 +217,18 @@ pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
 mod tests {
     use super::*;
 
-    fn job(dir: &str, script: &str) -> StagedJob {
+    fn job(name: &str, script: &str) -> StagedJob {
         StagedJob {
-            dir: dir.to_string(),
+            dir_name: name.to_string(),
             files: vec![
                 StagedFile {
                     name: "job.sbatch",
-                    mode: "750",
+                    mode: 0o750,
                     bytes: script.as_bytes().to_vec(),
                 },
                 StagedFile {
                     name: "job.json",
-                    mode: "640",
+                    mode: 0o640,
                     bytes: b"{}".to_vec(),
                 },
             ],
@@ -206,7 +236,8 @@ mod tests {
     }
 
     /// The script as a real `sh` runs it, with a fake `sbatch` on the PATH: files land byte for byte
-    /// with their modes, every job gets its outcome, and a chatty shell cannot fake a reply.
+    /// with their modes, every job gets its outcome, an existing directory is left alone, and a chatty
+    /// shell cannot fake a reply.
     #[test]
     fn the_script_stages_and_submits_through_a_real_shell() {
         let dir = tempfile::tempdir().unwrap();
@@ -224,18 +255,19 @@ mod tests {
         let base = dir.path().join("jobs");
         let existing = base.join("j3");
         std::fs::create_dir_all(&existing).unwrap();
+        std::fs::write(existing.join("job.sbatch"), "mine").unwrap();
         let weird = "#!/bin/bash\necho 'x; $(id)' \"`id`\"\n\0binary\x01\n";
         let jobs = vec![
-            job(&format!("{}/j1", base.display()), weird),
-            job(&format!("{}/j2", base.display()), "#!/bin/bash\nrefuse\n"),
-            job(&existing.display().to_string(), "#!/bin/bash\n"),
-            job(&format!("{}/j4", base.display()), "#!/bin/bash\ntrue\n"),
+            job("j1", weird),
+            job("j2", "#!/bin/bash\nrefuse\n"),
+            job("j3", "#!/bin/bash\n"),
+            job("j4", "#!/bin/bash\ntrue\n"),
         ];
-        let (command, input) = command("N0NCE", &jobs);
+        let (command, input) = command("NONCE", &base.display().to_string(), &jobs);
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(format!(
-                "echo 'NONCE id 0 666'; echo 'id 0 7'; {}",
+                "echo 'OTHER id 0 666'; echo 'id 0 7'; {}",
                 command.as_str()
             ))
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
@@ -252,7 +284,7 @@ mod tests {
             stdout: out.stdout,
             stderr: out.stderr,
         };
-        let reply = reply("N0NCE", 4, &output);
+        let reply = reply("NONCE", 4, &output);
         assert!(reply.home.is_some());
         let outcomes: Vec<String> = reply
             .outcomes
@@ -269,11 +301,12 @@ mod tests {
             "the id sbatch wrote, not the shell's lines: {outcomes:?}"
         );
         assert_eq!(outcomes[1], "refused: sbatch: error: refused");
-        assert!(outcomes[2].starts_with("not staged: mkdir"), "{outcomes:?}");
-        assert_eq!(
-            outcomes[3], "id 4",
-            "the stream stayed aligned after a failure"
+        assert!(
+            outcomes[2].starts_with("not staged: ") && outcomes[2].contains("exists already"),
+            "{outcomes:?}"
         );
+        assert_eq!(outcomes[3], "id 4", "the jobs after a failure still go");
+        assert_eq!(reply.staged, [true, true, false, true]);
         let j1 = base.join("j1");
         assert_eq!(
             std::fs::read(j1.join("job.sbatch")).unwrap(),
@@ -288,19 +321,24 @@ mod tests {
             std::fs::read_to_string(j1.join("job_id")).unwrap(),
             "noise from a wrapper\n1;cluster\n"
         );
-        let mut names: Vec<String> = std::fs::read_dir(&j1)
+        assert_eq!(
+            std::fs::read_to_string(base.join("j2/.sbatch.status")).unwrap(),
+            "1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(existing.join("job.sbatch")).unwrap(),
+            "mine",
+            "an existing directory is never written into"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&base)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
         assert_eq!(
             names,
-            ["job.json", "job.sbatch", "job_id"],
-            "no temporary files left"
-        );
-        assert!(
-            !existing.join("job.sbatch").exists(),
-            "an existing directory is never reused"
+            ["j1", "j2", "j3", "j4"],
+            "no staging directory left behind"
         );
     }
 
@@ -315,5 +353,6 @@ mod tests {
         assert_eq!(reply.home.as_deref(), Some("/h"));
         assert!(matches!(reply.outcomes[0], Outcome::Uncertain { .. }));
         assert!(matches!(reply.outcomes[1], Outcome::Uncertain { .. }));
+        assert_eq!(reply.staged, [true, false]);
     }
 }

@@ -8,11 +8,15 @@ use super::names::JobName;
 pub const SCRIPT_FILE: &str = "job.sbatch";
 /// The job spec as JSON, for provenance.
 pub const SPEC_FILE: &str = "job.json";
-/// The id sbatch printed. The id is read from there, never from the command's output: a login shell may
-/// add to that output, and the reply can be lost while the job is queued. Written as
-/// [`JOB_ID_PENDING_FILE`] and renamed once sbatch has finished.
+/// What `sbatch --parsable` printed: the job id. The id is read from there, never from the command's
+/// output: a login shell may add to that output, and the reply can be lost while the job is queued.
 pub const JOB_ID_FILE: &str = "job_id";
-/// Where sbatch's output goes while it runs.
+/// sbatch's exit status, written once it has finished: with an empty [`JOB_ID_FILE`] it tells a refused
+/// submission from an interrupted one.
+pub const SBATCH_STATUS_FILE: &str = ".sbatch.status";
+/// What sbatch printed on stderr.
+pub const SBATCH_ERROR_FILE: &str = ".sbatch.err";
+/// Where sbatch's output went while it ran, in job directories written by slurmkit before 0.2.
 pub const JOB_ID_PENDING_FILE: &str = ".job_id.tmp";
 
 /// `<name>-<UTC timestamp>-<6 hex>`: unique, sortable, readable in `ls`.

@@ -347,8 +347,8 @@ fn lifecycle_errors() {
             job_id: id("42"),
             source: journal(),
         }),
-        Box::new(LifecycleError::Journal(JournalError::Task(
-            "panicked".into(),
+        Box::new(LifecycleError::Journal(JournalError::Failed(
+            "the task using it failed: panicked".into(),
         ))),
         Box::new(LifecycleError::NotJournaled {
             job_id: id("42"),
