@@ -244,13 +244,15 @@ fn stale_submissions_are_resolved_by_asking_slurm_or_marked_unknown() {
     let c = cluster();
     let name = project.unique_name();
     let base = format!("{}/slurm_jobs", c.user_home.display());
-    let (queued, lost) = (
+    let (queued, lost, never) = (
         format!("{base}/{name}-queued"),
         format!("{base}/{name}-lost"),
+        format!("{base}/{name}-never"),
     );
-    // sbatch queued one but its id never reached the file (killed mid-write); the other never ran.
+    // sbatch queued one but its id never reached the file (cut off mid-write); sbatch started in the
+    // second and Slurm never heard of it; the third was staged and sbatch never started.
     let remote = format!(
-        "mkdir -p {queued} {lost} && cd {queued} && printf '#!/bin/bash\\n#SBATCH --job-name={name}\\n#SBATCH --time=1\\ntrue\\n' > job.sbatch && sbatch --parsable job.sbatch > /dev/null && : > job_id && : > {lost}/job_id"
+        "mkdir -p {queued} {lost} {never} && cd {queued} && printf '#!/bin/bash\\n#SBATCH --job-name={name}\\n#SBATCH --time=1\\ntrue\\n' > job.sbatch && sbatch --parsable job.sbatch > /dev/null && : > job_id && : > {lost}/job_id && cp job.sbatch {never}/"
     );
     assert!(c.plain_ssh(&remote).status().unwrap().success());
     let journal = journal(&project);
@@ -260,7 +262,7 @@ fn stale_submissions_are_resolved_by_asking_slurm_or_marked_unknown() {
     );
     let hour_ago = slurmkit::journal::now_ms() - 3_600_000;
     let mut ids = Vec::new();
-    for dir in [&queued, &lost] {
+    for dir in [&queued, &lost, &never] {
         let id = journal
             .begin_submission(&cluster_key(), dir, &spec, "builtin", &[])
             .unwrap();
@@ -275,6 +277,14 @@ fn stale_submissions_are_resolved_by_asking_slurm_or_marked_unknown() {
     assert!(found.job_id.is_some());
     let unknown = journal.submission(ids[1]).unwrap().unwrap();
     assert_eq!(unknown.state, SubmissionState::Unknown);
+    let abandoned = journal.submission(ids[2]).unwrap().unwrap();
+    assert_eq!(abandoned.state, SubmissionState::Rejected);
+    assert!(
+        c.user_home
+            .join(format!("slurm_jobs/{name}-never/.sbatch.claim"))
+            .exists(),
+        "giving up takes the claim, so no late sbatch can start there"
+    );
     assert!(journal.unresolved(&cluster_key()).unwrap().is_empty());
 }
 

@@ -23,7 +23,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Render { overrides, .. } | Command::Submit { overrides, .. } => overrides.clone(),
         _ => JobOverrides::default(),
     };
-    let plan = Plan::resolve(&cli.global.flags(), &overrides.flags(), &cwd)?;
+    // Reading the Slurmfile is file I/O: off the async threads, like every other blocking step.
+    let (flags, job_flags) = (cli.global.flags(), overrides.flags());
+    let plan = tokio::task::spawn_blocking(move || Plan::resolve(&flags, &job_flags, &cwd))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
     match cli.command {
         Command::Render { job, .. } => render(&plan, job).await,
         Command::Submit { jobs, wait, .. } => submit(&plan, &jobs, wait).await,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::types::HostKeyPolicy;
 use crate::types::names::{Account, JobName, Partition, Qos, Reservation};
 use crate::types::spec::{
-    ArraySpec, Dependencies, DirectiveText, EnvName, ExtraDirective, ModuleName,
+    ArraySpec, Dependencies, DirectiveText, EnvName, ExtraDirective, JobBaseDir, ModuleName,
 };
 use crate::types::units::{ByteCount, Memory, NodeCount, ShortDuration, TimeLimit};
 use crate::wit::EventKind;
@@ -75,7 +75,7 @@ pub struct ClusterSettings {
     /// known_hosts file to use instead of ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts.
     pub known_hosts: Option<String>,
     /// Where job directories are created on the cluster (default `~/slurm_jobs`).
-    pub job_base_dir: Option<String>,
+    pub job_base_dir: Option<JobBaseDir>,
     /// Jump hosts, as OpenSSH's `-J`: `[user@]host[:port][,...]`.
     pub proxy_jump: Option<String>,
     /// An OpenSSH certificate to present with the key.

@@ -165,16 +165,21 @@ impl Journal {
         Ok(Journal { conn })
     }
 
-    /// Run `work` in one transaction: a batch of writes costs one commit (one sync to disk). If the
-    /// commit fails, none of it is recorded.
-    pub fn batch<T>(&self, work: impl FnOnce(&Journal) -> T) -> Result<T, JournalError> {
+    /// Run `work` in one transaction: a batch of writes costs one commit (one sync to disk). If `work`
+    /// fails, or the commit does, none of it is recorded.
+    pub fn batch<T>(
+        &self,
+        work: impl FnOnce(&Journal) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let value = work(self);
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        let outcome = work(self).and_then(|value| {
+            self.conn.execute_batch("COMMIT")?;
+            Ok(value)
+        });
+        if outcome.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(e.into());
         }
-        Ok(value)
+        outcome
     }
 
     /// Record a submission about to be sent to `sbatch`.

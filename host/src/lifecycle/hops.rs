@@ -118,8 +118,9 @@ fn first<T>(layers: [&HopLayer; 3], value: impl Fn(&HopLayer) -> Option<T>) -> O
 pub(super) fn target(settings: &ClusterSettings, base: &Path) -> Result<Target, PlanError> {
     let job_base_dir = settings
         .job_base_dir
-        .clone()
-        .unwrap_or_else(|| "~/slurm_jobs".to_string());
+        .as_ref()
+        .map_or("~/slurm_jobs", |d| d.as_str())
+        .to_string();
     if settings.backend == Some(BackendKind::Local) {
         return Ok(Target {
             key: "local".into(),

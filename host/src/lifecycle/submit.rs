@@ -96,9 +96,16 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
     };
     // Render every job before anything is recorded or created: a renderer that refuses a job leaves
     // no trace of it.
-    let mut rendered = Vec::new();
+    let mut rendered: Vec<Rendered> = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
-        let dir_name = job_dir_name(&spec.name, SystemTime::now());
+        // Unique in this batch too: two jobs of the same name in the same second may draw the same
+        // random suffix.
+        let dir_name = loop {
+            let name = job_dir_name(&spec.name, SystemTime::now());
+            if !rendered.iter().any(|r| r.dir_name == name) {
+                break name;
+            }
+        };
         let dir = format!("{base}/{dir_name}");
         let spec = spec.anchored_in(&dir);
         match renderer.render(&spec).await {
@@ -244,7 +251,7 @@ async fn journal_all(
                         Ok(id)
                     })
                     .collect::<Result<Vec<i64>, JournalError>>()
-            })?
+            })
         })
         .await;
     match journaled {
@@ -357,7 +364,7 @@ async fn settle_all(
         .collect();
     let written = session
         .journal
-        .run(move |j| j.batch(|j| write_outcomes(j, &routes, &writes)))
+        .run(move |j| j.batch(|j| Ok(write_outcomes(j, &routes, &writes))))
         .await;
     plans
         .into_iter()
@@ -434,50 +441,69 @@ async fn record_submitted(
 }
 
 /// A `submitting` record younger than this may belong to a submission still under way elsewhere.
-const GRACE_MS: i64 = 2 * 60 * 1000;
+const GRACE_MS: i64 = 10 * 60 * 1000;
 
-/// Resolve submissions whose job id never came back: from what sbatch wrote into their job
-/// directories (one exec for all), then, for those interrupted before an id was written, from Slurm
-/// (one more exec). Problems with one record are logged and do not stop the others.
+/// Resolve submissions whose job id never came back, from their job directories (one exec for all):
+/// the id sbatch wrote, or sbatch's refusal; a directory whose sbatch never started is given up (its
+/// claim taken, so it never will). Those left open (sbatch cut off before it wrote anything, or the
+/// directory gone) are looked for in Slurm (one more exec) and marked unknown if Slurm cannot say.
+/// Problems with one record are logged and do not stop the others (or the command that asked).
 pub async fn reconcile(session: &Session) -> Result<Vec<Submitted>, LifecycleError> {
     let key = session.target.key.clone();
     let pending = session.journal.run(move |j| j.unresolved(&key)).await?;
     if pending.is_empty() {
         return Ok(Vec::new());
     }
+    let now = now_ms();
+    let old = |s: &Submission| now - s.created_ms > GRACE_MS;
     let nonce = format!("slurmkit-{:016x}", rand::random::<u64>());
-    let dirs: Vec<String> = pending.iter().map(|s| s.job_dir.clone()).collect();
+    let dirs: Vec<(String, bool)> = pending
+        .iter()
+        .map(|s| (s.job_dir.clone(), old(s)))
+        .collect();
     let states = recover::probe_dirs(&session.conn, &nonce, &dirs).await?;
     let mut resolved = Vec::new();
-    let mut ask_slurm: Vec<&Submission> = Vec::new();
+    let mut ask_slurm: Vec<(&Submission, &'static str)> = Vec::new();
     for (submission, state) in pending.iter().zip(states) {
-        let old = now_ms() - submission.created_ms > GRACE_MS;
         let id = submission.id;
-        match state {
-            DirState::Submitted(job_id) => {
-                resolved.push(recovered(session, submission, job_id).await?);
-            }
-            DirState::Refused { status, message } => {
+        let settled = match state {
+            DirState::Submitted(job_id) => match recovered(session, submission, job_id).await {
+                Ok(submitted) => {
+                    resolved.push(submitted);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            DirState::Refused { status, message }
+                if crate::slurm::surely_refused(&status, &message) =>
+            {
                 let why = LifecycleError::Refused { status, message }.to_string();
                 session
                     .journal
                     .run(move |j| j.mark_rejected(id, &why))
-                    .await?;
+                    .await
+                    .map_err(LifecycleError::from)
             }
-            DirState::Missing if old => {
-                session
-                    .journal
-                    .run(move |j| j.mark_rejected(id, "its job directory no longer exists"))
-                    .await?;
+            DirState::Abandoned => session
+                .journal
+                .run(move |j| j.mark_rejected(id, "staging was interrupted: sbatch never ran"))
+                .await
+                .map_err(LifecycleError::from),
+            DirState::Refused { .. } | DirState::Pending if old(submission) => {
+                ask_slurm.push((submission, "sbatch was cut off before it said how it went"));
+                Ok(())
             }
-            DirState::NoId if old => {
-                session
-                    .journal
-                    .run(move |j| j.mark_rejected(id, "staging was interrupted: sbatch never ran"))
-                    .await?;
+            DirState::Missing if old(submission) => {
+                ask_slurm.push((submission, "its job directory is gone"));
+                Ok(())
             }
-            DirState::Pending if old => ask_slurm.push(submission),
-            _ => {}
+            _ => Ok(()),
+        };
+        if let Err(e) = settled {
+            tracing::warn!(
+                "could not resolve the interrupted submission in {}: {e}",
+                submission.job_dir
+            );
         }
     }
     if ask_slurm.is_empty() {
@@ -485,20 +511,35 @@ pub async fn reconcile(session: &Session) -> Result<Vec<Submitted>, LifecycleErr
     }
     let wanted: Vec<Wanted> = ask_slurm
         .iter()
-        .map(|s| Wanted {
+        .map(|(s, _)| Wanted {
             name: &s.job_name,
             dir: &s.job_dir,
         })
         .collect();
-    let found = recover::find_in_slurm(&session.conn, &wanted).await?;
-    for (submission, found) in ask_slurm.into_iter().zip(found) {
-        match found {
-            Some(job_id) => resolved.push(recovered(session, submission, job_id).await?),
+    let (found, accounted) = match recover::find_in_slurm(&session.conn, &wanted).await {
+        Ok(found) => found,
+        Err(e) => {
+            // Nothing is decided without an answer from Slurm: the next session asks again.
+            tracing::warn!("could not ask Slurm about interrupted submissions: {e}");
+            return Ok(resolved);
+        }
+    };
+    for ((submission, reason), found) in ask_slurm.into_iter().zip(found) {
+        let settled = match found {
+            Some(job_id) => recovered(session, submission, job_id)
+                .await
+                .map(|submitted| resolved.push(submitted)),
             None => {
                 let id = submission.id;
                 let why = format!(
-                    "sbatch was interrupted before it printed an id, and Slurm knows no job {} whose script is {}/{SCRIPT_FILE}: it was most likely never queued",
-                    submission.job_name, submission.job_dir
+                    "{reason}, and Slurm ({}) knows no job {} from {}: most likely it was never queued",
+                    if accounted {
+                        "squeue and accounting"
+                    } else {
+                        "squeue; this cluster keeps no accounting it could ask"
+                    },
+                    submission.job_name,
+                    submission.job_dir
                 );
                 tracing::warn!(
                     "submission of {} left unresolved: {why}",
@@ -507,8 +548,15 @@ pub async fn reconcile(session: &Session) -> Result<Vec<Submitted>, LifecycleErr
                 session
                     .journal
                     .run(move |j| j.mark_unknown(id, &why))
-                    .await?;
+                    .await
+                    .map_err(LifecycleError::from)
             }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(
+                "could not resolve the interrupted submission in {}: {e}",
+                submission.job_dir
+            );
         }
     }
     Ok(resolved)

@@ -19,6 +19,10 @@ pub enum SlurmError {
     UnexpectedSbatchOutput { output: String },
     #[error("the submission script's reply could not be read: {reason}")]
     UnreadableReply { reason: String },
+    #[error("sbatch ended with status {status} without saying the job was refused: {message}")]
+    UnclearRefusal { status: String, message: String },
+    #[error("squeue failed, so Slurm could not be asked: {message}")]
+    QueryFailed { message: String },
 }
 
 impl Diagnose for SlurmError {
@@ -32,6 +36,22 @@ impl Diagnose for SlurmError {
             _ => None,
         }
     }
+}
+
+/// Did sbatch, ending with `status` and printing `message`, certainly not queue the job? A status above
+/// 127 means it was killed, and some failures (a timeout, a lost reply from a busy controller) can
+/// come after the controller queued the job: those are not certain refusals.
+pub fn surely_refused(status: &str, message: &str) -> bool {
+    const MAYBE_QUEUED: [&str; 6] = [
+        "timed out",
+        "Message receive failure",
+        "Zero Bytes were transmitted",
+        "Unable to contact",
+        "temporarily unavailable",
+        "Communication connection failure",
+    ];
+    matches!(status.trim().parse::<u8>(), Ok(1..=127))
+        && !MAYBE_QUEUED.iter().any(|text| message.contains(text))
 }
 
 /// `sbatch --parsable` prints `<id>` or `<id>;<cluster>`.
@@ -168,6 +188,21 @@ mod tests {
             "42"
         );
         assert!(parse_parsable("").is_err());
+    }
+
+    #[test]
+    fn only_a_plain_failure_status_is_a_sure_refusal() {
+        assert!(surely_refused(
+            "1",
+            "sbatch: error: invalid partition specified: nosuch"
+        ));
+        assert!(!surely_refused("0", ""), "a success is no refusal");
+        assert!(!surely_refused("", ""), "no status: sbatch did not finish");
+        assert!(!surely_refused("143", ""), "killed");
+        assert!(!surely_refused(
+            "1",
+            "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+        ));
     }
 
     #[test]

@@ -5,22 +5,27 @@
 use super::{SlurmError, parse_parsable};
 use crate::exec::Exec;
 use crate::types::job_dir::{
-    JOB_ID_FILE, JOB_ID_PENDING_FILE, SBATCH_ERROR_FILE, SBATCH_STATUS_FILE, SCRIPT_FILE,
+    JOB_ID_FILE, JOB_ID_PENDING_FILE, SBATCH_CLAIM_FILE, SBATCH_ERROR_FILE, SBATCH_STATUS_FILE,
+    SCRIPT_FILE,
 };
 use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 
-/// Arguments: the nonce, then the directories. Prints per directory `missing`, `none` (no id file),
-/// `pending` (sbatch started and has not said how it went), `refused` with sbatch's status and its
-/// stderr as `err` lines, or every line of the id file as `id`. Reads job directories of older
-/// versions too (their sbatch output went to `.job_id.tmp` first).
+/// Arguments: the nonce, then per directory its path and whether it may be given up (`1`: old enough
+/// that no submission can still be on its way to it). Prints per directory `missing`; every line of the
+/// id file as `id`; `refused` with sbatch's status and its stderr as `err` lines; `pending` (sbatch
+/// started, or was about to, and has not said how it went); `abandoned` (sbatch never started, and this
+/// probe took the claim, so it never will); or `none` (nothing yet, too young to give up). Reads job
+/// directories of older versions too (their sbatch output went to `.job_id.tmp` first).
 const PROBE: &str = concat!(
-    r#"n=$1; shift; i=0; for d in "$@"; do "#,
+    r#"n=$1; shift; i=0; set -C; while [ $# -gt 0 ]; do d=$1; c=$2; shift 2; "#,
     r#"if [ -L "$d" ] || [ ! -d "$d" ]; then printf '%s missing %s\n' "$n" "$i"; "#,
-    r#"elif [ -s "$d/job_id" ]; then while IFS= read -r l; do printf '%s id %s %s\n' "$n" "$i" "$l"; done < "$d/job_id"; "#,
-    r#"elif [ -f "$d/.sbatch.status" ]; then read -r r < "$d/.sbatch.status"; printf '%s refused %s %s\n' "$n" "$i" "$r"; "#,
-    r#"[ -f "$d/.sbatch.err" ] && while IFS= read -r l; do printf '%s err %s %s\n' "$n" "$i" "$l"; done < "$d/.sbatch.err"; "#,
-    r#"elif [ -f "$d/job_id" ] || [ -f "$d/.job_id.tmp" ]; then printf '%s pending %s\n' "$n" "$i"; "#,
+    r#"elif [ -s "$d/job_id" ]; then while IFS= read -r l || [ -n "$l" ]; do printf '%s id %s %s\n' "$n" "$i" "$l"; done < "$d/job_id"; "#,
+    r#"elif [ -f "$d/.sbatch.status" ] && read -r r < "$d/.sbatch.status" && [ -n "$r" ] && [ "$r" != 0 ]; then printf '%s refused %s %s\n' "$n" "$i" "$r"; "#,
+    r#"[ -f "$d/.sbatch.err" ] && while IFS= read -r l || [ -n "$l" ]; do printf '%s err %s %s\n' "$n" "$i" "$l"; done < "$d/.sbatch.err"; "#,
+    r#"elif [ -e "$d/.sbatch.claim" ] || [ -e "$d/job_id" ] || [ -e "$d/.job_id.tmp" ]; then printf '%s pending %s\n' "$n" "$i"; "#,
+    r#"elif [ "$c" = 1 ] && : 2>/dev/null >"$d/.sbatch.claim"; then printf '%s abandoned %s\n' "$n" "$i"; "#,
+    r#"elif [ "$c" = 1 ]; then printf '%s pending %s\n' "$n" "$i"; "#,
     r#"else printf '%s none %s\n' "$n" "$i"; fi; i=$((i+1)); done"#,
 );
 
@@ -30,6 +35,7 @@ const _: () = {
     assert!(matches!(JOB_ID_PENDING_FILE.as_bytes(), b".job_id.tmp"));
     assert!(matches!(SBATCH_STATUS_FILE.as_bytes(), b".sbatch.status"));
     assert!(matches!(SBATCH_ERROR_FILE.as_bytes(), b".sbatch.err"));
+    assert!(matches!(SBATCH_CLAIM_FILE.as_bytes(), b".sbatch.claim"));
 };
 
 /// What a job directory says about its submission.
@@ -37,27 +43,30 @@ const _: () = {
 pub enum DirState {
     /// sbatch wrote this id.
     Submitted(JobId),
-    /// sbatch refused it, with this exit status and message.
+    /// sbatch ended with a failure status, and said this.
     Refused { status: String, message: String },
     /// The directory is gone.
     Missing,
-    /// No id file: sbatch never ran, or ran and lost its output.
-    NoId,
-    /// sbatch's output file is there but holds no id: it was interrupted, or is running now.
+    /// sbatch started (or was about to) and has not said how it went.
     Pending,
+    /// sbatch never started, and now never will: the probe took its claim.
+    Abandoned,
+    /// Nothing yet, and too young to give up on.
+    NotYet,
     /// The probe did not answer for it.
     Unknown,
 }
 
-/// The state of each of `dirs`, in one exec.
+/// The state of each of `dirs` (with whether it may be given up), in one exec.
 pub async fn probe_dirs(
     exec: &impl Exec,
     nonce: &str,
-    dirs: &[String],
+    dirs: &[(String, bool)],
 ) -> Result<Vec<DirState>, SlurmError> {
-    let command = ShellCommand::sh("look for job ids", PROBE)
-        .arg(nonce)
-        .args(dirs);
+    let mut command = ShellCommand::sh("look for job ids", PROBE).arg(nonce);
+    for (dir, may_give_up) in dirs {
+        command = command.arg(dir).arg(if *may_give_up { "1" } else { "0" });
+    }
     let output = exec.exec(&command).await?;
     #[derive(Default)]
     struct Lines {
@@ -68,7 +77,7 @@ pub async fn probe_dirs(
     }
     let mut found: Vec<Lines> = (0..dirs.len()).map(|_| Lines::default()).collect();
     let text = output.stdout_text();
-    for line in text.lines() {
+    for line in super::submit::complete_lines(&text) {
         let Some(rest) = line.strip_prefix(nonce).and_then(|r| r.strip_prefix(' ')) else {
             continue;
         };
@@ -101,7 +110,8 @@ pub async fn probe_dirs(
             match lines.tag.as_deref() {
                 Some("missing") => DirState::Missing,
                 Some("pending") => DirState::Pending,
-                Some("none") => DirState::NoId,
+                Some("abandoned") => DirState::Abandoned,
+                Some("none") => DirState::NotYet,
                 Some("refused") => DirState::Refused {
                     status: lines.status,
                     message: lines.err.join("\n"),
@@ -118,61 +128,81 @@ pub struct Wanted<'a> {
     pub dir: &'a str,
 }
 
-/// Ask Slurm, in one exec, for jobs with these names whose batch script is the one in their
-/// directory (`squeue`'s Command) or which ran in it (accounting's WorkDir). Returns the id found
-/// for each, if any.
+/// Ask Slurm, in one exec, for jobs with these names whose batch script is in a directory of the same
+/// name (`squeue`'s Command) or which ran in one (accounting's WorkDir). The directory's own name is
+/// compared, not its whole path: Slurm records the physical path, which a symlinked home changes.
+/// Returns the id found for each, if any, and whether accounting was asked too (if not, a job that
+/// ended long ago cannot be told from one that never ran). If squeue itself fails nothing is decided.
 pub async fn find_in_slurm(
     exec: &impl Exec,
     wanted: &[Wanted<'_>],
-) -> Result<Vec<Option<JobId>>, SlurmError> {
+) -> Result<(Vec<Option<JobId>>, bool), SlurmError> {
     let mut names: Vec<&str> = wanted.iter().map(|w| w.name).collect();
     names.sort_unstable();
     names.dedup();
-    let names = names.join(",");
-    let squeue = ShellCommand::new("squeue")
-        .arg("--noheader")
-        .arg("--states=all")
-        .arg("--me")
-        .arg(format!("--name={names}"))
-        .arg("--Format=JobArrayID:|,Command:");
-    let sacct = |source: &'static str| {
-        ShellCommand::new("sacct")
-            .arg("--noheader")
-            .arg("--parsable2")
-            .arg("--starttime=now-7days")
-            .arg(format!("--name={names}"))
-            .arg("--format=JobID,WorkDir")
-            .arg(source)
-    };
-    // squeue's lines carry the script path; accounting's (after the marker) the working directory.
-    let command = squeue
-        .then(ShellCommand::new("echo").arg("--"))
-        .then(sacct("--allocations").or_else(sacct("--completion")));
+    let nonce = format!("slurmkit-{:016x}", rand::random::<u64>());
+    let command = ShellCommand::sh("ask Slurm for jobs by name", FIND)
+        .arg(&nonce)
+        .arg(names.join(","));
     let output = exec.exec(&command).await?;
-    let text = format!("\n{}", output.stdout_text());
-    let (live, accounted) = text.split_once("\n--\n").unwrap_or((text.as_str(), ""));
-    let parse = |block: &str| -> Vec<(JobId, String)> {
-        block
-            .lines()
-            .filter_map(|line| {
-                let (id, path) = line.split_once('|')?;
-                let id = id.split_once("_[").map_or(id, |(base, _)| base);
-                Some((JobId::parse(id.trim()).ok()?, path.trim().to_string()))
-            })
-            .collect()
-    };
-    let (live, accounted) = (parse(live), parse(accounted));
-    Ok(wanted
+    let text = output.stdout_text();
+    let (mut live, mut accounted) = (Vec::new(), Vec::new());
+    let (mut squeue_status, mut sacct_status) = (None, None);
+    for line in super::submit::complete_lines(&text) {
+        if let Some(rest) = line.strip_prefix(&nonce).and_then(|r| r.strip_prefix(' ')) {
+            match rest.split_once(' ') {
+                Some(("squeue", status)) => squeue_status = Some(status.trim() == "0"),
+                Some(("sacct", status)) => sacct_status = Some(status.trim() == "0"),
+                _ => {}
+            }
+            continue;
+        }
+        let Some((id, path)) = line.split_once('|') else {
+            continue;
+        };
+        let id = id.split_once("_[").map_or(id, |(base, _)| base);
+        let Ok(id) = JobId::parse(id.trim()) else {
+            continue;
+        };
+        let entry = (
+            JobId::parse(id.base()).unwrap_or(id),
+            path.trim().to_string(),
+        );
+        if squeue_status.is_none() {
+            live.push(entry);
+        } else if sacct_status.is_none() {
+            accounted.push(entry);
+        }
+    }
+    if squeue_status != Some(true) {
+        return Err(SlurmError::QueryFailed {
+            message: output.stderr_text().trim().to_string(),
+        });
+    }
+    let found = wanted
         .iter()
         .map(|w| {
-            let script = format!("{}/{SCRIPT_FILE}", w.dir);
+            let dir_name = w.dir.rsplit('/').next().unwrap_or(w.dir);
+            let script = format!("/{dir_name}/{SCRIPT_FILE}");
+            let workdir = format!("/{dir_name}");
             live.iter()
-                .find(|(_, command)| *command == script)
-                .or_else(|| accounted.iter().find(|(_, workdir)| workdir == w.dir))
-                .map(|(id, _)| JobId::parse(id.base()).unwrap_or_else(|_| id.clone()))
+                .find(|(_, command)| command.ends_with(&script))
+                .or_else(|| accounted.iter().find(|(_, dir)| dir.ends_with(&workdir)))
+                .map(|(id, _)| id.clone())
         })
-        .collect())
+        .collect();
+    Ok((found, sacct_status == Some(true)))
 }
+
+/// Arguments: a nonce and the job names, comma-separated. squeue's lines, then a marker with its
+/// status; accounting's (sacct, or the job completion log without an accounting database), then
+/// another.
+const FIND: &str = concat!(
+    r#"n=$1; names=$2; squeue --noheader --states=all --me --name="$names" '--Format=JobArrayID:|,Command:'; printf '%s squeue %s\n' "$n" "$?"; "#,
+    r#"sacct --noheader --parsable2 --starttime=now-7days --name="$names" --format=JobID,WorkDir --allocations 2>/dev/null "#,
+    r#"|| sacct --noheader --parsable2 --starttime=now-7days --name="$names" --format=JobID,WorkDir --completion 2>/dev/null; "#,
+    r#"printf '%s sacct %s\n' "$n" "$?""#,
+);
 
 #[cfg(test)]
 mod tests {
@@ -212,24 +242,40 @@ mod tests {
             }
             path.display().to_string()
         };
-        let dirs = vec![
-            dir("submitted", &[("job_id", "wrapper says hi\n12;c\n")]),
-            base.path().join("gone").display().to_string(),
-            dir(
-                "refused",
-                &[
-                    ("job_id", ""),
-                    (".sbatch.status", "1\n"),
-                    (".sbatch.err", "sbatch: error: no\n"),
-                ],
-            ),
-            dir("running", &[("job_id", "")]),
-            dir("older", &[(".job_id.tmp", "")]),
-            dir("staged", &[("job.sbatch", "#!/bin/sh\n")]),
-        ];
         std::os::unix::fs::symlink(base.path(), base.path().join("link")).unwrap();
-        let mut dirs = dirs;
-        dirs.push(base.path().join("link").display().to_string());
+        let dirs = vec![
+            (
+                dir("submitted", &[("job_id", "wrapper says hi\n12;c")]),
+                true,
+            ),
+            (base.path().join("gone").display().to_string(), true),
+            (
+                dir(
+                    "refused",
+                    &[
+                        ("job_id", ""),
+                        (".sbatch.status", "1\n"),
+                        (".sbatch.err", "sbatch: error: no\n"),
+                    ],
+                ),
+                true,
+            ),
+            (
+                dir(
+                    "queued-then-disk-full",
+                    &[("job_id", ""), (".sbatch.status", "\n")],
+                ),
+                true,
+            ),
+            (
+                dir("running", &[(".sbatch.claim", ""), ("job_id", "")]),
+                true,
+            ),
+            (dir("older-version", &[(".job_id.tmp", "")]), true),
+            (dir("never-ran", &[("job.sbatch", "#!/bin/sh\n")]), true),
+            (dir("too-young", &[("job.sbatch", "#!/bin/sh\n")]), false),
+            (base.path().join("link").display().to_string(), true),
+        ];
         let states = probe_dirs(&Sh, "N", &dirs).await.unwrap();
         assert_eq!(
             states,
@@ -242,9 +288,19 @@ mod tests {
                 },
                 DirState::Pending,
                 DirState::Pending,
-                DirState::NoId,
+                DirState::Pending,
+                DirState::Abandoned,
+                DirState::NotYet,
                 DirState::Missing,
             ]
         );
+        assert!(
+            base.path().join("never-ran/.sbatch.claim").exists(),
+            "giving up takes the claim, so sbatch can no longer start there"
+        );
+        assert!(!base.path().join("too-young/.sbatch.claim").exists());
+        // A second probe sees the claim: the directory is not given up twice.
+        let again = probe_dirs(&Sh, "N", &dirs[6..7]).await.unwrap();
+        assert_eq!(again, vec![DirState::Pending]);
     }
 }

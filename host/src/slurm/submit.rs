@@ -14,35 +14,33 @@ use std::collections::BTreeMap;
 
 use super::{SlurmError, parse_parsable};
 use crate::exec::{CommandOutput, Exit};
-use crate::types::job_dir::{JOB_ID_FILE, SBATCH_ERROR_FILE, SBATCH_STATUS_FILE, SCRIPT_FILE};
+use crate::types::job_dir::{
+    JOB_ID_FILE, SBATCH_CLAIM_FILE, SBATCH_ERROR_FILE, SBATCH_STATUS_FILE, SCRIPT_FILE,
+};
 use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 
 /// The script, one line (a csh login shell rejects a quoted newline). Arguments: the nonce, the base
-/// directory, the staging directory, then each job directory's name.
+/// directory, the staging directory, then each job directory's name. `set -C` makes every `>` an
+/// exclusive create: nothing is overwritten, and `.sbatch.claim` is an atomic claim on running sbatch in
+/// a directory, which a recovery that gives up on the directory takes first (see [`super::recover`]).
+/// The umask for the staged files is set only where they are unpacked: sbatch hands its own umask to
+/// the job.
 const SCRIPT: &str = concat!(
-    r#"n=$1; base=$2; stage=$3; shift 3; printf '%s home %s\n' "$n" "$HOME"; umask 027; "#,
-    r#"say() { printf '%s\n' "$3" | while IFS= read -r l; do [ -n "$l" ] && printf '%s %s %s %s\n' "$n" "$1" "$2" "$l"; done; }; "#,
-    r#"if e=$(mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1); then "#,
+    r#"n=$1; base=$2; stage=$3; shift 3; set -C; printf '%s home %s\n' "$n" "$HOME"; "#,
+    r#"say() { printf '%s\n' "$3" | while IFS= read -r l || [ -n "$l" ]; do [ -n "$l" ] && printf '%s %s %s %s\n' "$n" "$1" "$2" "$l"; done; }; "#,
+    // Staging directories left by a killed run, an hour old or more.
+    r#"for s in "$base"/.slurmkit-stage-*; do [ -d "$s" ] && find "$base" -maxdepth 1 -name '.slurmkit-stage-*' -mmin +60 -exec rm -rf {} + 2>/dev/null; break; done; "#,
+    r#"if e=$(umask 027; mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1); then "#,
     r#"mv -n -- "$stage"/* "$base"/ 2>/dev/null; ok=1; else ok=0; fi; "#,
     r#"i=0; for d do "#,
-    r#"if [ $ok = 1 ] && [ ! -e "$stage/$d" ] && cd -- "$base/$d"; then printf '%s staged %s\n' "$n" "$i"; "#,
-    r#"sbatch --parsable "#,
-    "job.sbatch",
-    r#" >"#,
-    "job_id",
-    r#" 2>"#,
-    ".sbatch.err",
-    r#"; r=$?; printf '%s\n' "$r" >"#,
-    ".sbatch.status",
-    r#"; if [ $r = 0 ]; then while IFS= read -r l; do printf '%s id %s %s\n' "$n" "$i" "$l"; done <"#,
-    "job_id",
-    r#"; else printf '%s refused %s %s\n' "$n" "$i" "$r"; say err "$i" "$(cat "#,
-    ".sbatch.err",
-    r#")"; fi; "#,
-    r#"else printf '%s unstaged %s\n' "$n" "$i"; [ $ok = 1 ] && e="$base/$d exists already, or could not be moved there"; "#,
-    r#"say err "$i" "$e"; fi; i=$((i+1)); done; "#,
-    r#"cd /; rm -rf -- "$stage""#,
+    r#"if [ $ok = 1 ] && [ ! -e "$stage/$d" ] && cd -- "$base/$d" && : 2>/dev/null >.sbatch.claim; then printf '%s staged %s\n' "$n" "$i"; "#,
+    r#"sbatch --parsable job.sbatch >job_id 2>.sbatch.err; r=$?; printf '%s\n' "$r" >.sbatch.status; "#,
+    r#"if [ $r = 0 ]; then while IFS= read -r l || [ -n "$l" ]; do printf '%s id %s %s\n' "$n" "$i" "$l"; done <job_id; "#,
+    r#"else printf '%s refused %s %s\n' "$n" "$i" "$r"; say err "$i" "$(cat .sbatch.err)"; fi; "#,
+    r#"else printf '%s unstaged %s\n' "$n" "$i"; "#,
+    r#"[ $ok = 1 ] && e="$base/$d exists already, could not be moved there, or was given up by a recovery"; "#,
+    r#"say err "$i" "$e"; fi; i=$((i+1)); done; cd /; rm -rf -- "$stage""#,
 );
 
 // The script spells the job directory's file names out; they must be the ones the host reads.
@@ -51,6 +49,7 @@ const _: () = {
     assert!(matches!(JOB_ID_FILE.as_bytes(), b"job_id"));
     assert!(matches!(SBATCH_ERROR_FILE.as_bytes(), b".sbatch.err"));
     assert!(matches!(SBATCH_STATUS_FILE.as_bytes(), b".sbatch.status"));
+    assert!(matches!(SBATCH_CLAIM_FILE.as_bytes(), b".sbatch.claim"));
 };
 
 /// One file to write into a job directory.
@@ -139,6 +138,12 @@ pub struct Reply {
     pub staged: Vec<bool>,
 }
 
+/// The lines of `text` that were written whole (a reply cut short may end in half a line).
+pub(super) fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n')
+        .filter_map(|line| line.strip_suffix('\n'))
+}
+
 /// Read the reply to [`command`] for `count` jobs.
 pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
     #[derive(Default)]
@@ -152,7 +157,7 @@ pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
     let mut home = None;
     let mut jobs: BTreeMap<usize, Lines> = BTreeMap::new();
     let text = output.stdout_text();
-    for line in text.lines() {
+    for line in complete_lines(&text) {
         let Some(rest) = line.strip_prefix(nonce).and_then(|r| r.strip_prefix(' ')) else {
             continue;
         };
@@ -194,7 +199,14 @@ pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
                     Err(cause) => Outcome::Uncertain { cause },
                 }
             } else if let Some(status) = job.refused {
-                Outcome::Refused { status, message }
+                if super::surely_refused(&status, &message) {
+                    Outcome::Refused { status, message }
+                } else {
+                    // Killed, or a lost reply from a busy controller: the job may be queued.
+                    Outcome::Uncertain {
+                        cause: SlurmError::UnclearRefusal { status, message },
+                    }
+                }
             } else if job.unstaged {
                 Outcome::NotStaged { message }
             } else {

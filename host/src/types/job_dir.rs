@@ -14,6 +14,9 @@ pub const JOB_ID_FILE: &str = "job_id";
 /// sbatch's exit status, written once it has finished: with an empty [`JOB_ID_FILE`] it tells a refused
 /// submission from an interrupted one.
 pub const SBATCH_STATUS_FILE: &str = ".sbatch.status";
+/// Created (exclusively) just before sbatch runs; a recovery that gives up on a directory whose sbatch
+/// never started creates it instead, so sbatch can no longer start there.
+pub const SBATCH_CLAIM_FILE: &str = ".sbatch.claim";
 /// What sbatch printed on stderr.
 pub const SBATCH_ERROR_FILE: &str = ".sbatch.err";
 /// Where sbatch's output went while it ran, in job directories written by slurmkit before 0.2.

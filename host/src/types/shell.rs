@@ -113,7 +113,8 @@ pub fn quote(word: &str) -> String {
     if plain {
         word.to_string()
     } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+        // `!` leaves the quotes too: csh and tcsh expand history inside single quotes.
+        format!("'{}'", word.replace('\'', r"'\''").replace('!', r"'\!'"))
     }
 }
 
@@ -131,6 +132,7 @@ mod tests {
         assert_eq!(quote("$(id)"), "'$(id)'");
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote("a\nb"), "'a\nb'");
+        assert_eq!(quote("a!b"), r"'a'\!'b'");
     }
 
     #[test]
@@ -171,6 +173,7 @@ mod tests {
             "*",
             "~",
             "-n",
+            "a!b!!",
         ];
         for word in nasty {
             let cmd = ShellCommand::new("printf").arg("%s").arg(word);

@@ -188,6 +188,45 @@ impl<'de> Deserialize<'de> for DirectiveText {
     }
 }
 
+/// Where job directories go on the cluster: an absolute path, `~` or `~/path` (the remote home), or a
+/// path relative to the remote home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct JobBaseDir(String);
+
+impl JobBaseDir {
+    const RULE: &'static str = "write an absolute path, ~/path, or a path relative to your home on the cluster, without control characters, '\"', '\\' or '%' (Slurm reads % and \\ in output paths as patterns)";
+
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        let tilde_ok = !value.starts_with('~') || value == "~" || value.starts_with("~/");
+        let valid = !value.is_empty()
+            && tilde_ok
+            && !value
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '"' | '\\' | '%'));
+        if valid {
+            Ok(JobBaseDir(value.to_string()))
+        } else {
+            Err(InvalidValue {
+                what: "job_base_dir",
+                value: value.to_string(),
+                rule: Self::RULE,
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for JobBaseDir {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        JobBaseDir::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A string validated on the way in, so a bad value in a Slurmfile names its line.
 macro_rules! checked_string {
     ($(#[$doc:meta])* $name:ident, $check:path) => {
@@ -351,6 +390,18 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         let back: JobSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec, "{json}");
+    }
+
+    #[test]
+    fn job_base_dirs() {
+        for good in ["~/slurm_jobs", "~", "/scratch/u/jobs", "jobs dir", "/a/b'c"] {
+            assert!(JobBaseDir::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "~root/x", "/a/%j", "a\\b", "a\"b", "a\nb", "a\0b", "a\rb",
+        ] {
+            assert!(JobBaseDir::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
