@@ -18,7 +18,7 @@ use crate::types::names::JobId;
 use crate::types::status::{JobState, JobStatus};
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let cwd = std::env::current_dir()?;
+    let cwd = std::env::current_dir().map_err(crate::lifecycle::PlanError::CurrentDir)?;
     let overrides = match &cli.command {
         Command::Render { overrides, .. } | Command::Submit { overrides, .. } => overrides.clone(),
         _ => JobOverrides::default(),

@@ -1,9 +1,9 @@
 //! The Slurmfile: finding it, reading it, selecting an environment.
 //!
 //! A Slurmfile is TOML. Its top-level tables are the defaults; `[environments.<name>]` tables merge
-//! over them, `[jobs.<name>]` over `[job]`, and command-line flags over both, all with one [`merge`]:
-//! tables merge key by key, everything else is replaced, and a layer that says what a job runs
-//! (`command`, `script` or `script_file`) replaces what the layers below said. Every table is checked on
+//! over them, `[jobs.<name>]` over `[job]`, and command-line flags over both, all by one rule
+//! ([`merge`], [`merge_job`]): tables merge key by key, everything else is replaced, and a job layer that
+//! says what the job runs (`command`, `script` or `script_file`) replaces what the layers below said. Every table is checked on
 //! its own first, so an unknown key or a bad value is reported with its file and line, then the
 //! selected layers are merged and read into [`Settings`].
 
@@ -130,7 +130,7 @@ impl Slurmfile {
                     available: checked.environment_names(),
                 })?;
             if let toml::Value::Table(layer) = layer {
-                merge(&mut raw, layer.clone());
+                merge_layer(&mut raw, layer.clone());
             }
         }
         let settings: Settings =
@@ -182,25 +182,60 @@ fn find_in(dir: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Keys of which one layer sets at most one: a layer that sets any replaces them all.
-const ONE_OF: [&[&str]; 1] = [&["command", "script", "script_file"]];
+/// What a job runs: one layer says it at most one way, and a layer that says it replaces what the
+/// layers below said.
+const PAYLOAD: [&str; 3] = ["command", "script", "script_file"];
 
-/// Merge the layer `over` into `base`: tables key by key (recursively), anything else replaced. The one
-/// merge for every layering: environments over the file, `[jobs.<name>]` over `[job]`, flags over both.
+/// Merge the layer `over` into `base`: tables key by key (recursively), anything else replaced.
 pub fn merge(base: &mut toml::Table, over: toml::Table) {
-    for group in ONE_OF {
-        if group.iter().any(|key| over.contains_key(*key)) {
-            for key in group {
-                base.remove(*key);
-            }
-        }
-    }
     for (key, value) in over {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
                 merge(base_table, over_table)
             }
             (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Merge a job table (`[job]`, `[jobs.<name>]`, the flags' job) over another: as [`merge`], except
+/// that a layer saying what the job runs replaces what the layers below said.
+pub fn merge_job(base: &mut toml::Table, over: toml::Table) {
+    if PAYLOAD.iter().any(|key| over.contains_key(*key)) {
+        for key in PAYLOAD {
+            base.remove(key);
+        }
+    }
+    merge(base, over);
+}
+
+/// Merge a whole layer (an environment) over the file: its `job` and each of its `jobs` as job tables,
+/// everything else as [`merge`]. The one merge for every layering: environments over the file,
+/// `[jobs.<name>]` over `[job]`, flags over both.
+fn merge_layer(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (key.as_str(), base.get_mut(&key), value) {
+            ("job", Some(toml::Value::Table(base_job)), toml::Value::Table(over_job)) => {
+                merge_job(base_job, over_job)
+            }
+            ("jobs", Some(toml::Value::Table(base_jobs)), toml::Value::Table(over_jobs)) => {
+                for (name, entry) in over_jobs {
+                    match (base_jobs.get_mut(&name), entry) {
+                        (Some(toml::Value::Table(base_entry)), toml::Value::Table(over_entry)) => {
+                            merge_job(base_entry, over_entry)
+                        }
+                        (_, entry) => {
+                            base_jobs.insert(name, entry);
+                        }
+                    }
+                }
+            }
+            (_, Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
+                merge(base_table, over_table)
+            }
+            (_, _, value) => {
                 base.insert(key, value);
             }
         }
@@ -285,6 +320,7 @@ environment = { B = "3" }
             .job
             .as_ref()
             .unwrap()
+            .0
             .environment
             .as_ref()
             .unwrap();
@@ -299,11 +335,11 @@ environment = { B = "3" }
     }
 
     #[test]
-    fn a_layer_that_says_what_to_run_replaces_what_the_layers_below_said() {
+    fn a_job_layer_that_says_what_to_run_replaces_what_the_layers_below_said() {
         let mut base: toml::Table =
             toml::from_str("command = [\"a\"]\npartition = \"p\"\nenvironment = { A = \"1\" }")
                 .unwrap();
-        merge(
+        merge_job(
             &mut base,
             toml::from_str("script = \"echo\"\nenvironment = { B = \"2\" }").unwrap(),
         );
@@ -311,6 +347,60 @@ environment = { B = "3" }
         assert_eq!(base["script"].as_str(), Some("echo"));
         assert_eq!(base["partition"].as_str(), Some("p"));
         assert_eq!(base["environment"].as_table().unwrap().len(), 2);
+    }
+
+    /// Only a job's own table is special: a job, an environment variable or a plugin setting that
+    /// happens to be named `command` or `script` merges like anything else.
+    #[test]
+    fn names_that_look_like_payload_keys_merge_like_any_other() {
+        let text = r#"
+[job]
+environment = { command = "1", OTHER = "2" }
+
+[jobs.script]
+command = ["python", "run.py"]
+partition = "cpu"
+environment = { script = "3" }
+
+[renderer]
+plugin = "r.wasm"
+config = { command = "x" }
+
+[environments.gpu.jobs.script]
+partition = "gpu"
+
+[environments.gpu.renderer]
+plugin = "r.wasm"
+config = { script = "y" }
+"#;
+        let file = parse(text, Some("gpu")).unwrap();
+        let jobs = file.table["jobs"].as_table().unwrap();
+        let entry = jobs["script"].as_table().unwrap();
+        assert!(entry.contains_key("command"), "{entry:?}");
+        assert_eq!(entry["partition"].as_str(), Some("gpu"));
+        let config = file
+            .settings
+            .renderer
+            .as_ref()
+            .unwrap()
+            .config
+            .as_ref()
+            .unwrap();
+        assert_eq!(config.len(), 2, "{config:?}");
+    }
+
+    #[test]
+    fn a_job_table_that_says_two_things_to_run_names_its_line() {
+        let err = parse(
+            "[job]\ncommand = [\"a\"]\nscript = \"b\"\n\n[jobs.x]\nscript = \"c\"\n",
+            None,
+        )
+        .unwrap_err();
+        let ConfigError::Parse { line, message, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*line, 1, "{message}");
+        assert!(message.contains("set only one of"), "{message}");
     }
 
     #[test]

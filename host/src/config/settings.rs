@@ -19,9 +19,9 @@ pub(super) struct FileShape {
     #[allow(dead_code)]
     cluster: Option<ClusterSettings>,
     #[allow(dead_code)]
-    job: Option<JobSettings>,
+    job: Option<JobTable>,
     #[allow(dead_code)]
-    jobs: Option<BTreeMap<String, JobSettings>>,
+    jobs: Option<BTreeMap<String, JobTable>>,
     #[allow(dead_code)]
     renderer: Option<RendererSettings>,
     #[allow(dead_code)]
@@ -44,9 +44,9 @@ impl FileShape {
 pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     /// Defaults for every job.
-    pub job: Option<JobSettings>,
+    pub job: Option<JobTable>,
     /// Named jobs; each merges over `[job]`.
-    pub jobs: Option<BTreeMap<String, JobSettings>>,
+    pub jobs: Option<BTreeMap<String, JobTable>>,
     pub renderer: Option<RendererSettings>,
     pub callbacks: Option<Vec<CallbackSettings>>,
 }
@@ -126,6 +126,28 @@ pub struct JobSettings {
     pub error: Option<DirectiveText>,
     /// Extra `#SBATCH` options, one per entry: `"--mail-type=END"`.
     pub extra_directives: Option<Vec<ExtraDirective>>,
+}
+
+/// One `[job]` or `[jobs.<name>]` table as written: it says at most one thing to run, so a mistake is
+/// reported with its file and line even where a layer above would replace it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(try_from = "JobSettings")]
+pub struct JobTable(pub JobSettings);
+
+impl TryFrom<JobSettings> for JobTable {
+    type Error = &'static str;
+
+    fn try_from(settings: JobSettings) -> Result<Self, Self::Error> {
+        let said = [
+            settings.command.is_some(),
+            settings.script.is_some(),
+            settings.script_file.is_some(),
+        ];
+        if said.iter().filter(|s| **s).count() > 1 {
+            return Err("set only one of `command`, `script` and `script_file` for a job");
+        }
+        Ok(JobTable(settings))
+    }
 }
 
 /// `[renderer]`: a site renderer to use instead of the built-in one.

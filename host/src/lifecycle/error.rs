@@ -182,11 +182,24 @@ pub enum PlanError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{flag}: {source}")]
+    Flag {
+        flag: &'static str,
+        #[source]
+        source: InvalidValue,
+    },
+    #[error("cannot read the current directory: {0}")]
+    CurrentDir(#[source] std::io::Error),
+    #[error("resolving the plan failed: {0}")]
+    Task(String),
 }
 
 impl Diagnose for PlanError {
     fn exit_code(&self) -> u8 {
-        exit::CONFIG
+        match self {
+            PlanError::CurrentDir(_) | PlanError::Task(_) => exit::INTERNAL,
+            _ => exit::CONFIG,
+        }
     }
 }
 

@@ -361,6 +361,56 @@ mod tests {
     }
 
     #[test]
+    fn a_jump_hosts_own_proxy_jump_puts_hops_in_front_and_a_loop_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(
+            &config,
+            "Host bastion\n  ProxyJump outer\nHost outer\n  User o\nHost a\n  ProxyJump b\nHost b\n  ProxyJump a\n",
+        )
+        .unwrap();
+        let config = config.to_str().unwrap();
+        let mut target = target_hop();
+        target.hash_known_hosts = true;
+        target.auth.identities = vec![Identity::new(PathBuf::from("/k"), &[], true)];
+        let hops = jump_hops(
+            "bastion",
+            &target,
+            &HopLayer::default(),
+            Some(config),
+            dir.path(),
+            0,
+        )
+        .unwrap();
+        let names: Vec<&str> = hops.iter().map(|h| h.display_name.as_str()).collect();
+        assert_eq!(names, ["outer", "bastion"]);
+        assert_eq!(hops[0].auth.user, "o");
+        assert_eq!(
+            hops[1].auth.user, "me",
+            "a jump host without a User is the target's"
+        );
+        assert!(
+            hops.iter().all(|h| h.hash_known_hosts),
+            "HashKnownHosts of the target carries over"
+        );
+        assert_eq!(
+            hops[1].auth.identities[0].key,
+            PathBuf::from("/k"),
+            "without its own IdentityFile a jump host offers the target's keys"
+        );
+        let err = jump_hops(
+            "a",
+            &target,
+            &HopLayer::default(),
+            Some(config),
+            dir.path(),
+            0,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("longer than 16 hops"), "{err}");
+    }
+
+    #[test]
     fn the_target_takes_flags_over_the_slurmfile_over_ssh_config() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config");

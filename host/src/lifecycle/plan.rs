@@ -187,9 +187,9 @@ impl Plan {
     fn job(&self, entry: Option<&str>, entries: &toml::Table) -> Result<JobSpec, PlanError> {
         let mut table = self.file_table("job");
         if let Some(toml::Value::Table(over)) = entry.and_then(|name| entries.get(name)) {
-            config::merge(&mut table, over.clone());
+            config::merge_job(&mut table, over.clone());
         }
-        config::merge(&mut table, layer(&self.top, "job"));
+        config::merge_job(&mut table, layer(&self.top, "job"));
         let settings: JobSettings = self.read(table)?;
         let payload = payload(&settings, self.base_dir())?;
         let name = match (&settings.name, entry) {
@@ -260,14 +260,13 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
             .map(|p| toml::Value::String(p.as_str().into())),
     );
     // Relative to where the command runs, not to the Slurmfile.
-    set(
-        &mut cluster,
-        "key_filename",
-        flags
-            .key_file
-            .as_ref()
-            .map(|k| toml::Value::String(cwd.join(k).display().to_string())),
-    );
+    if let Some(key) = &flags.key_file {
+        let path = cwd.join(key);
+        let Some(text) = path.to_str() else {
+            refuse!("--key-file {}: the path is not UTF-8", path.display());
+        };
+        cluster.insert("key_filename".into(), toml::Value::String(text.to_string()));
+    }
     set(&mut cluster, "proxy_jump", text(&flags.proxy_jump));
     set(
         &mut cluster,

@@ -224,6 +224,19 @@ fn configuration_errors() {
             path: PathBuf::from("/p/run.sh"),
             source: io(std::io::ErrorKind::NotFound, "no such file"),
         }),
+        Box::new(PlanError::Flag {
+            flag: "--partition",
+            source: InvalidValue {
+                what: "partition",
+                value: "debug;id".into(),
+                rule: crate::types::names::Partition::RULE,
+            },
+        }),
+        Box::new(PlanError::CurrentDir(io(
+            std::io::ErrorKind::NotFound,
+            "no such file",
+        ))),
+        Box::new(PlanError::Task("panicked".into())),
         Box::new(Refused("no such thing".into())),
     ];
     check("config", snapshot(errors));
@@ -375,6 +388,13 @@ fn lifecycle_errors() {
         ))),
         Box::new(SlurmError::UnexpectedSbatchOutput {
             output: "Submitted".into(),
+        }),
+        Box::new(SlurmError::UnclearRefusal {
+            status: "1".into(),
+            message: "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation".into(),
+        }),
+        Box::new(SlurmError::QueryFailed {
+            message: "slurm_load_jobs error: Unable to contact slurm controller".into(),
         }),
     ];
     check("lifecycle", snapshot(errors));
