@@ -28,6 +28,7 @@ fn main() {
                 "hostile-renderer",
                 "wrong-version",
                 "extra-import",
+                "mismatched-import",
             ][..],
         ),
         (

@@ -37,6 +37,8 @@ pub mod exit {
     pub const JOB_UNKNOWN: u8 = 14;
     /// Interrupted (Ctrl-C), as a shell reports SIGINT.
     pub const INTERRUPTED: u8 = 130;
+    /// Stdout was closed by its reader, as a shell reports SIGPIPE.
+    pub const BROKEN_PIPE: u8 = 141;
 }
 
 /// An error that knows how it ends a command.

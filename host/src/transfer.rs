@@ -1,18 +1,21 @@
-//! File transfer confined to a job directory, over SFTP or on this machine.
+//! Files confined to a job directory, on the cluster or on this machine.
 //!
-//! A [`JobDir`] only takes relative names that stay inside it: no absolute paths, no `..`, no empty or `.`
-//! components. Reads also refuse symlinks and check that the server's resolved path is still inside the
-//! directory, so a link planted in the job directory cannot read elsewhere. Writes go to a temporary
-//! name in the same directory and are renamed into place, so a reader never sees half a file.
+//! Only relative names that stay inside the directory are taken: no absolute paths, no `..`, no empty or
+//! `.` components. Reads ([`read_confined`]) run as one command that pins the directory before looking,
+//! refuses links and anything but a regular file, and opens without following a link, so nothing
+//! planted or swapped in the job directory (by the job itself, say) can make a read leave it or hang on
+//! a FIFO. Writes ([`JobDir::write`]) go to a temporary name in the same directory and are renamed into
+//! place, so a reader never sees half a file.
 
-use std::io::SeekFrom;
 use std::path::Path;
 
 use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::{Diagnose, exit};
+use crate::exec::{Exec, Exit};
+use crate::types::shell::ShellCommand;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -22,6 +25,8 @@ pub enum TransferError {
     NotFound { path: String },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    #[error("{path} is not a regular file (a FIFO, device or directory); refusing to read it")]
+    NotRegular { path: String },
 }
 
 impl Diagnose for TransferError {
@@ -275,90 +280,61 @@ impl JobDir<'_> {
         }
         Ok(())
     }
+}
 
-    /// Read `name` from `offset` to its end (at most `limit` bytes). `NotFound` if it does not exist yet.
-    pub async fn read_from(
-        &self,
-        name: &str,
-        offset: u64,
-        limit: u64,
-    ) -> Result<Vec<u8>, TransferError> {
-        check_relative(name)?;
-        let target = format!("{}/{name}", self.path);
-        let mut bytes = Vec::new();
-        match self.files {
-            Files::Sftp(sftp) => {
-                match sftp.symlink_metadata(&target).await {
-                    Ok(meta) if meta.is_symlink() => return Err(symlink_refused(name)),
-                    Ok(_) => {}
-                    Err(russh_sftp::client::error::Error::Status(s))
-                        if s.status_code == StatusCode::NoSuchFile =>
-                    {
-                        return Err(TransferError::NotFound { path: target });
-                    }
-                    Err(e) => return Err(io_error(&target, e)),
-                }
-                let resolved = sftp
-                    .canonicalize(&target)
-                    .await
-                    .map_err(|e| io_error(&target, e))?;
-                let resolved_dir = sftp
-                    .canonicalize(&self.path)
-                    .await
-                    .map_err(|e| io_error(&self.path, e))?;
-                if !resolved.starts_with(&format!("{resolved_dir}/")) {
-                    return Err(symlink_refused(name));
-                }
-                let mut file = sftp
-                    .open(&resolved)
-                    .await
-                    .map_err(|e| io_error(&target, e))?;
-                file.seek(SeekFrom::Start(offset))
-                    .await
-                    .map_err(|e| local_error(&target, e))?;
-                (&mut file)
-                    .take(limit)
-                    .read_to_end(&mut bytes)
-                    .await
-                    .map_err(|e| local_error(&target, e))?;
-                let _ = file.shutdown().await;
-            }
-            Files::Local => {
-                let (name, dir, path) = (name.to_string(), self.path.clone(), target.clone());
-                bytes = blocking(&target, move || {
-                    use std::io::{Read, Seek};
-                    let target = path;
-                    match std::fs::symlink_metadata(&target) {
-                        Ok(meta) if meta.file_type().is_symlink() => {
-                            return Err(symlink_refused(&name));
-                        }
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            return Err(TransferError::NotFound { path: target });
-                        }
-                        Err(e) => return Err(local_error(&target, e)),
-                    }
-                    let resolved =
-                        std::fs::canonicalize(&target).map_err(|e| local_error(&target, e))?;
-                    let resolved_dir =
-                        std::fs::canonicalize(&dir).map_err(|e| local_error(&dir, e))?;
-                    if !resolved.starts_with(&resolved_dir) || resolved == resolved_dir {
-                        return Err(symlink_refused(&name));
-                    }
-                    let mut file =
-                        std::fs::File::open(&resolved).map_err(|e| local_error(&target, e))?;
-                    file.seek(SeekFrom::Start(offset))
-                        .map_err(|e| local_error(&target, e))?;
-                    let mut bytes = Vec::new();
-                    file.take(limit)
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| local_error(&target, e))?;
-                    Ok(bytes)
+/// Arguments: the job directory, a name inside it, an offset and a byte count. The directory (and any
+/// subdirectory on the way) is entered with `cd -P` and checked to lie inside the job directory; from
+/// then on the shell's working directory is pinned, so swapping a path component cannot move the read.
+/// The file itself must be a regular file, not a link: checked first for a clear message, and enforced
+/// at open by `dd iflag=nofollow,nonblock` (a link swapped in fails to open, a FIFO cannot block).
+/// Exit statuses: 2 missing, 5 outside the job directory, 6 not a regular file.
+const READ: &str = concat!(
+    r#"d=$1; f=$2; cd -P -- "$d" || exit 2; top=$(pwd -P); "#,
+    r#"case "$f" in */*) cd -P -- "${f%/*}" 2>/dev/null || exit 2; "#,
+    r#"case "$(pwd -P)/" in "$top"/*) ;; *) exit 5;; esac; f=${f##*/};; esac; "#,
+    r#"if [ -L "$f" ]; then exit 5; elif [ ! -e "$f" ]; then exit 2; elif [ ! -f "$f" ]; then exit 6; fi; "#,
+    r#"exec dd if="$f" iflag=nofollow,nonblock,skip_bytes,count_bytes skip="$3" count="$4" bs=1M status=none"#,
+);
+
+/// Read `name` inside `job_dir` from `offset` (at most `limit` bytes), in one command: `NotFound` if
+/// it does not exist yet; refused if it is (or becomes) a link or not a regular file, or lies outside.
+pub async fn read_confined(
+    exec: &impl Exec,
+    job_dir: &str,
+    name: &str,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<u8>, TransferError> {
+    check_relative(name)?;
+    let command = ShellCommand::sh("read a job file", READ)
+        .arg(job_dir)
+        .arg(name)
+        .arg(offset.to_string())
+        .arg(limit.to_string());
+    let path = format!("{job_dir}/{name}");
+    let output = exec.exec(&command).await.map_err(|e| TransferError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    match output.exit {
+        Exit::Code(0) => Ok(output.stdout),
+        Exit::Code(2) => Err(TransferError::NotFound { path }),
+        Exit::Code(5) => Err(symlink_refused(name)),
+        Exit::Code(6) => Err(TransferError::NotRegular { path }),
+        _ => {
+            let stderr = output.stderr_text();
+            // A link or FIFO swapped in after the check fails to open: say so, as for one seen first.
+            if stderr.contains("Too many levels of symbolic links") {
+                Err(symlink_refused(name))
+            } else if stderr.contains("Resource temporarily unavailable") {
+                Err(TransferError::NotRegular { path })
+            } else {
+                Err(TransferError::Io {
+                    path,
+                    message: crate::types::text::bounded(stderr.trim(), 1024),
                 })
-                .await?;
             }
         }
-        Ok(bytes)
     }
 }
 
@@ -434,8 +410,30 @@ mod tests {
         }
     }
 
+    /// Runs command lines with this machine's `sh`.
+    struct Sh;
+
+    impl Exec for Sh {
+        async fn run(
+            &self,
+            command: &ShellCommand,
+            _input: &[u8],
+        ) -> Result<crate::exec::CommandOutput, crate::exec::CommandError> {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(command.as_str())
+                .output()
+                .unwrap();
+            Ok(crate::exec::CommandOutput {
+                exit: out.status.code().map_or(Exit::Unknown, Exit::Code),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })
+        }
+    }
+
     #[tokio::test]
-    async fn local_writes_are_atomic_and_confined() {
+    async fn local_writes_are_atomic_and_reads_stay_confined() {
         let base = tempfile::tempdir().unwrap();
         let outside = base.path().join("secret");
         std::fs::write(&outside, "top secret").unwrap();
@@ -452,10 +450,8 @@ mod tests {
             std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        assert_eq!(
-            dir.read_from("job.sbatch", 2, 100).await.unwrap(),
-            b"/bin/bash\n"
-        );
+        let read = |name: &'static str| read_confined(&Sh, dir.path(), name, 2, 100);
+        assert_eq!(read("job.sbatch").await.unwrap(), b"/bin/bash\n");
         // No temporary files left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         // A job directory is never reused.
@@ -463,16 +459,16 @@ mod tests {
 
         std::os::unix::fs::symlink(&outside, format!("{}/link.out", dir.path())).unwrap();
         assert!(matches!(
-            dir.read_from("link.out", 0, 100).await,
+            read("link.out").await,
             Err(TransferError::OutsideJobDir { .. })
         ));
         std::os::unix::fs::symlink(base.path(), format!("{}/up", dir.path())).unwrap();
         assert!(matches!(
-            dir.read_from("up/secret", 0, 100).await,
+            read("up/secret").await,
             Err(TransferError::OutsideJobDir { .. })
         ));
         assert!(matches!(
-            dir.read_from("../secret", 0, 100).await,
+            read("../secret").await,
             Err(TransferError::OutsideJobDir { .. })
         ));
         assert!(matches!(
@@ -480,8 +476,23 @@ mod tests {
             Err(TransferError::OutsideJobDir { .. })
         ));
         assert!(matches!(
-            dir.read_from("missing.out", 0, 100).await,
+            read("missing.out").await,
             Err(TransferError::NotFound { .. })
         ));
+        let fifo = format!("{}/fifo.out", dir.path());
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(matches!(
+            read("fifo.out").await,
+            Err(TransferError::NotRegular { .. })
+        ));
+        std::fs::create_dir(format!("{}/sub", dir.path())).unwrap();
+        std::fs::write(format!("{}/sub/x.out", dir.path()), "..inner").unwrap();
+        assert_eq!(read("sub/x.out").await.unwrap(), b"inner");
     }
 }

@@ -392,7 +392,7 @@ fn plugins_for_another_wit_major_or_with_missing_imports_are_refused_by_name() {
     project
         .run(&["submit"])
         .expect_code(7)
-        .stderr_contains("targets slurmkit:plugin@1.0.0, which this slurmkit cannot load: it supports slurmkit:plugin@0.1.0");
+        .stderr_contains("targets slurmkit:plugin@1.0.0, which this slurmkit cannot load: it loads slurmkit:plugin@0.1.x only");
     assert!(cluster().job_dirs_named(&project.unique_name()).is_empty());
     let project = project_with(|project| {
         format!(
@@ -404,6 +404,62 @@ fn plugins_for_another_wit_major_or_with_missing_imports_are_refused_by_name() {
         "imports `slurmkit:plugin/secrets@0.1.0`, which slurmkit does not provide",
     );
     assert!(cluster().job_dirs_named(&project.unique_name()).is_empty());
+}
+
+#[test]
+fn an_import_with_another_signature_is_named_as_such() {
+    let project = project_with(|project| {
+        format!(
+            "[renderer]\nplugin = \"{}\"\n",
+            install(project, artifacts::MISMATCHED_IMPORT)
+        )
+    });
+    project.run(&["render"]).expect_code(7).stderr_contains(
+        "imports `slurmkit:plugin/host@0.1.0` with a signature slurmkit does not provide",
+    );
+}
+
+/// What a plugin says reaches the terminal bounded and with its control characters shown, one log
+/// line per call: it cannot flood, clear the screen, set the title or print a line of slurmkit's own.
+#[test]
+fn what_a_plugin_says_is_bounded_and_cannot_drive_the_terminal() {
+    let render = |attack: &str| {
+        let project = project_with(|project| {
+            let plugin = install(project, artifacts::HOSTILE_RENDERER);
+            format!("[renderer]\nplugin = \"{plugin}\"\nconfig = {{ attack = \"{attack}\" }}\n")
+        });
+        project.run(&["render"])
+    };
+    let honest = |stderr: &str| {
+        assert!(!stderr.contains('\u{1b}') && !stderr.contains('\r') && !stderr.contains('\u{7}'));
+        assert!(
+            stderr
+                .lines()
+                .all(|l| !l.starts_with("slurmkit: plugin check: passed")
+                    && !l.starts_with("error: FAKE")),
+            "a forged line:\n{stderr}"
+        );
+    };
+    let huge = render("huge-error");
+    huge.expect_code(7).stderr_contains("more bytes cut]");
+    assert!(
+        huge.stderr.len() < 100_000,
+        "{} bytes of stderr",
+        huge.stderr.len()
+    );
+    let terminal = render("terminal-error");
+    terminal.expect_code(7).stderr_contains(
+        "refused\\n\\e[2J\\e]0;owned\\x{7}\\rerror: FAKE\\nslurmkit: plugin check: passed",
+    );
+    honest(&terminal.stderr);
+    let logged = render("fake-log-line");
+    logged
+        .ok()
+        .stderr_contains("fine\\nslurmkit: plugin check: passed\\r\\e[31m");
+    honest(&logged.stderr);
+    render("exit")
+        .expect_code(7)
+        .stderr_contains("it called exit(0) instead of returning a result");
 }
 
 #[test]

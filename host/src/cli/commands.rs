@@ -165,17 +165,42 @@ async fn wait(plan: &Plan, ids: &[JobId], timeout: Option<u64>) -> Result<ExitCo
     .await
 }
 
+/// Cancel what is still queued or running; say which ids Slurm does not know (exit code 14) and which
+/// jobs had already ended. One query for all, then one scancel.
 async fn cancel(plan: &Plan, ids: &[JobId]) -> Result<ExitCode, Failure> {
     let engine = engine(plan)?;
     in_session(plan, plan.target().await?, &engine, async |session| {
-        crate::slurm::scancel(&session.conn, ids)
-            .await
-            .map_err(LifecycleError::from)?;
-        eprintln!(
-            "Cancelled {}",
-            ids.iter().map(JobId::as_str).collect::<Vec<_>>().join(", ")
-        );
-        Ok(ExitCode::SUCCESS)
+        let statuses = observe::observe(session, ids).await?;
+        let (mut live, mut code) = (Vec::new(), ExitCode::SUCCESS);
+        for id in ids {
+            let own: Vec<&JobStatus> = statuses
+                .iter()
+                .filter(|s| crate::slurm::same_job(id, &s.job_id))
+                .collect();
+            if own.iter().all(|s| s.state == JobState::Unknown) {
+                eprintln!("job {id} is not known to Slurm: nothing to cancel");
+                code = ExitCode::from(exit::JOB_UNKNOWN);
+            } else if let Some(ended) = own.iter().find(|s| s.state.is_terminal())
+                && own.iter().all(|s| s.state.is_terminal())
+            {
+                eprintln!("job {id} had already ended ({})", ended.state);
+            } else {
+                live.push(id.clone());
+            }
+        }
+        if !live.is_empty() {
+            crate::slurm::scancel(&session.conn, &live)
+                .await
+                .map_err(LifecycleError::from)?;
+            eprintln!(
+                "Cancelled {}",
+                live.iter()
+                    .map(JobId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(code)
     })
     .await
 }

@@ -14,6 +14,21 @@ impl Failure {
     pub fn error(&self) -> &dyn Diagnose {
         self.0.as_ref()
     }
+
+    /// Whether it comes down to writing into a closed pipe.
+    pub fn is_broken_pipe(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self.error());
+        while let Some(error) = cause {
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return true;
+            }
+            cause = error.source();
+        }
+        false
+    }
 }
 
 impl<E: Diagnose> From<E> for Failure {
@@ -68,8 +83,11 @@ pub fn render(error: &dyn Diagnose) -> String {
     out
 }
 
+/// Continuation lines indented under the first; every other control character in the text (from a
+/// hostile value, or a remote command's output) shown, not obeyed.
 fn indent_continuation(text: &str, indent: &str) -> String {
-    text.lines()
+    text.split('\n')
+        .map(crate::types::text::escape_controls)
         .collect::<Vec<_>>()
         .join(&format!("\n{indent}"))
 }

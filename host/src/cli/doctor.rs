@@ -75,14 +75,14 @@ pub async fn run(plan: &Plan, json: bool) -> Result<ExitCode, Failure> {
     let mut report = Report::default();
     walk(plan, &mut report).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.steps)?);
+        outln!("{}", serde_json::to_string_pretty(&report.steps)?);
     } else {
         for step in &report.steps {
             let mark = if step.ok { "ok  " } else { "FAIL" };
             let detail = step.detail.lines().collect::<Vec<_>>().join("\n       ");
-            println!("{mark}  {:<14} {detail}", step.step);
+            outln!("{mark}  {:<14} {detail}", step.step);
             if let Some(fix) = &step.fix {
-                println!(
+                outln!(
                     "      fix: {}",
                     fix.lines().collect::<Vec<_>>().join("\n           ")
                 );

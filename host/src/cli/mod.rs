@@ -1,6 +1,14 @@
 //! The `slurmkit` command line. `main` parses arguments, sets up logging and a runtime, runs one
 //! command and turns its outcome into an exit code; the commands themselves are in `commands`.
 
+/// `println!` that returns a closed stdout as the command's error (`?`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 pub mod args;
 mod commands;
 pub mod diagnostics;
@@ -55,6 +63,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     runtime.shutdown_background();
     match outcome {
         Ok(code) => code,
+        // The reader went away (`slurmkit ... | head`): end quietly, as a shell tool killed by SIGPIPE
+        // reports it.
+        Err(failure) if failure.is_broken_pipe() => ExitCode::from(exit::BROKEN_PIPE),
         Err(failure) => diagnostics::report(failure.error()),
     }
 }

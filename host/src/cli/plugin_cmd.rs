@@ -24,26 +24,26 @@ pub async fn run(command: PluginCommand, plan: &Plan) -> Result<ExitCode, Failur
         PluginCommand::Inspect { file: path, json } => {
             let inspection = engine.inspect(&path).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&inspection)?);
+                outln!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
-                println!("file:        {}", inspection.path);
-                println!("size:        {} bytes", inspection.size);
-                println!("sha256:      {}", inspection.sha256);
-                println!("world:       {}", inspection.world);
-                println!(
+                outln!("file:        {}", inspection.path);
+                outln!("size:        {} bytes", inspection.size);
+                outln!("sha256:      {}", inspection.sha256);
+                outln!("world:       {}", inspection.world);
+                outln!(
                     "WIT version: {}",
                     inspection
                         .wit_version
                         .as_deref()
                         .unwrap_or("(imports no slurmkit:plugin interface)")
                 );
-                println!("imports:");
+                outln!("imports:");
                 for import in &inspection.imports {
-                    println!("  {import}");
+                    outln!("  {import}");
                 }
-                println!("exports:");
+                outln!("exports:");
                 for export in &inspection.exports {
-                    println!("  {export}");
+                    outln!("  {export}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -96,11 +96,14 @@ async fn check(
         Some(name) => plan.jobs(&[name])?.remove(0),
         None => sample_job(),
     };
-    println!(
+    outln!(
         "{} ({}, {} bytes, sha256 {})",
-        inspection.path, inspection.world, inspection.size, inspection.sha256
+        inspection.path,
+        inspection.world,
+        inspection.size,
+        inspection.sha256
     );
-    println!(
+    outln!(
         "limits: memory {} MiB, {:?} per call, {} bytes of output",
         spec.limits.memory >> 20,
         spec.limits.timeout,
@@ -111,30 +114,30 @@ async fn check(
         "renderer" => {
             let started = Instant::now();
             let renderer = Renderer::load(engine, spec).await?;
-            println!(
+            outln!(
                 "ok    load: {:?} (compiled or read from the cache)",
                 started.elapsed()
             );
             let started = Instant::now();
             renderer.instantiate().await?;
-            println!("ok    instantiate: {:?}", started.elapsed());
+            outln!("ok    instantiate: {:?}", started.elapsed());
             let started = Instant::now();
             match renderer.render(&job_spec).await {
-                Ok(script) => println!(
+                Ok(script) => outln!(
                     "ok    render: {} lines in {:?}",
                     script.lines().count(),
                     started.elapsed()
                 ),
                 Err(e) => {
                     failures += 1;
-                    println!("FAIL  render: {e}");
+                    outln!("FAIL  render: {e}");
                 }
             }
         }
         "callbacks" => {
             let plugin = CallbackPlugin::load(engine, spec, None).await?;
             let events: Vec<&str> = plugin.events.iter().map(|k| k.as_str()).collect();
-            println!("ok    subscriptions: {}", events.join(", "));
+            outln!("ok    subscriptions: {}", events.join(", "));
             for kind in EventKind::ALL
                 .iter()
                 .copied()
@@ -144,10 +147,10 @@ async fn check(
                     .deliver(&sample_event(kind, &job_spec).to_wit())
                     .await
                 {
-                    Ok(()) => println!("ok    on-event({kind})"),
+                    Ok(()) => outln!("ok    on-event({kind})"),
                     Err(failure) => {
                         failures += 1;
-                        println!("FAIL  on-event({kind}): {}", failure.message);
+                        outln!("FAIL  on-event({kind}): {}", failure.message);
                     }
                 }
             }
@@ -162,10 +165,10 @@ async fn check(
         }
     }
     if failures == 0 {
-        println!("passed");
+        outln!("passed");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{failures} check(s) failed");
+        outln!("{failures} check(s) failed");
         Ok(ExitCode::from(exit::PLUGIN))
     }
 }

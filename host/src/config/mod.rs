@@ -324,8 +324,8 @@ environment = { B = "3" }
             .environment
             .as_ref()
             .unwrap();
-        assert_eq!(env["A"], "1");
-        assert_eq!(env["B"], "3");
+        assert_eq!(env["A"].as_str(), "1");
+        assert_eq!(env["B"].as_str(), "3");
 
         let dev = parse(text, None).unwrap();
         assert_eq!(
@@ -457,6 +457,17 @@ config = { script = "y" }
                 "invalid environment variable name",
             ),
             ("[job]\nmodules = [\"gcc 13\"]\n", 2, "invalid module name"),
+            (
+                "[job]\ncommand = [\"x\"]\nenvironment = { A = \"a\\u0000b\" }\n",
+                3,
+                "invalid environment value",
+            ),
+            (
+                "[job]\ncommand = [\"echo\", \"a\\u0000b\"]\n",
+                2,
+                "invalid command argument",
+            ),
+            ("[job]\nscript = \"a\\u0000b\"\n", 2, "invalid script"),
             (
                 "[job]\nextra_directives = [\"--mail-type=END\", \"-x\"]\n",
                 2,

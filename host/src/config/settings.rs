@@ -7,7 +7,8 @@ use serde::Deserialize;
 use crate::types::HostKeyPolicy;
 use crate::types::names::{Account, JobName, Partition, Qos, Reservation};
 use crate::types::spec::{
-    ArraySpec, Dependencies, DirectiveText, EnvName, ExtraDirective, JobBaseDir, ModuleName,
+    ArraySpec, CommandArgument, Dependencies, DirectiveText, EnvName, EnvValue, ExtraDirective,
+    HostName, JobBaseDir, ModuleName, ScriptText, UserName,
 };
 use crate::types::units::{ByteCount, Memory, NodeCount, ShortDuration, TimeLimit};
 use crate::wit::EventKind;
@@ -65,9 +66,9 @@ pub enum BackendKind {
 #[serde(deny_unknown_fields)]
 pub struct ClusterSettings {
     /// Host name, address, or an alias from ~/.ssh/config.
-    pub hostname: Option<String>,
+    pub hostname: Option<HostName>,
     pub port: Option<u16>,
-    pub username: Option<String>,
+    pub username: Option<UserName>,
     pub backend: Option<BackendKind>,
     pub host_key_policy: Option<HostKeyPolicy>,
     /// Private key to authenticate with (its `-cert.pub` is used too when present).
@@ -96,13 +97,13 @@ pub struct ClusterSettings {
 pub struct JobSettings {
     pub name: Option<JobName>,
     /// Program and arguments, run without a shell.
-    pub command: Option<Vec<String>>,
+    pub command: Option<Vec<CommandArgument>>,
     /// A bash script body.
-    pub script: Option<String>,
+    pub script: Option<ScriptText>,
     /// A file holding the script body, relative to the Slurmfile.
     pub script_file: Option<String>,
     pub working_dir: Option<DirectiveText>,
-    pub environment: Option<BTreeMap<EnvName, String>>,
+    pub environment: Option<BTreeMap<EnvName, EnvValue>>,
     pub modules: Option<Vec<ModuleName>>,
     pub partition: Option<Partition>,
     pub account: Option<Account>,

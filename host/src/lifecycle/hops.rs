@@ -128,7 +128,7 @@ pub(super) fn target(settings: &ClusterSettings, base: &Path) -> Result<Target, 
             job_base_dir,
         });
     }
-    let Some(host) = settings.hostname.clone() else {
+    let Some(host) = settings.hostname.as_ref().map(|h| h.as_str().to_string()) else {
         refuse!(
             "no cluster to connect to: set `hostname` in the Slurmfile's [cluster] table, or pass --hostname (or use backend = \"local\")"
         );
@@ -145,7 +145,7 @@ pub(super) fn target(settings: &ClusterSettings, base: &Path) -> Result<Target, 
         (vec![path.clone()], path)
     });
     let explicit = HopLayer {
-        user: settings.username.clone(),
+        user: settings.username.as_ref().map(|u| u.as_str().to_string()),
         port: settings.port,
         policy: settings.host_key_policy,
         known_hosts: known_hosts.clone(),
@@ -416,7 +416,7 @@ mod tests {
         let config = dir.path().join("config");
         std::fs::write(&config, "Host alias\n  HostName real.example.org\n  User fromconfig\n  Port 2200\n  StrictHostKeyChecking yes\n").unwrap();
         let settings = ClusterSettings {
-            hostname: Some("alias".into()),
+            hostname: Some(toml::Value::String("alias".into()).try_into().unwrap()),
             port: Some(2222),
             ssh_config: Some(config.display().to_string()),
             ..ClusterSettings::default()

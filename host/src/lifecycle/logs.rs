@@ -8,7 +8,7 @@ use super::observe::observe;
 use super::session::{RIDE_OUT, Session};
 use crate::journal::Submission;
 use crate::slurm;
-use crate::transfer::TransferError;
+use crate::transfer::{TransferError, read_confined};
 use crate::types::names::JobId;
 use crate::types::spec::{JobSpec, expand_pattern};
 
@@ -59,9 +59,7 @@ pub async fn read_log(
     if let Some(inside) = name.strip_prefix(&format!("{}/", submission.job_dir)) {
         name = inside.to_string();
     }
-    let files = session.conn.files().await?;
-    let dir = files.open_job_dir(&submission.job_dir).await?;
-    match dir.read_from(&name, offset, limit).await {
+    match read_confined(&session.conn, &submission.job_dir, &name, offset, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(TransferError::NotFound { path }) => {
             let state = match slurm::status(&session.conn, std::slice::from_ref(job_id), &[]).await

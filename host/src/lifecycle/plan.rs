@@ -245,6 +245,22 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
         }
     };
     let text = |v: &Option<String>| v.clone().map(toml::Value::String);
+    for (flag, value, check) in [
+        (
+            "--hostname",
+            &flags.hostname,
+            crate::types::names::host_name as fn(&str) -> Result<(), InvalidValue>,
+        ),
+        (
+            "--username",
+            &flags.username,
+            crate::types::names::user_name,
+        ),
+    ] {
+        if let Some(value) = value {
+            check(value).map_err(|source| PlanError::Flag { flag, source })?;
+        }
+    }
     set(&mut cluster, "hostname", text(&flags.hostname));
     set(&mut cluster, "username", text(&flags.username));
     set(
@@ -327,12 +343,15 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
 
 fn payload(settings: &JobSettings, base: &Path) -> Result<Payload, PlanError> {
     match (&settings.command, &settings.script, &settings.script_file) {
-        (Some(argv), None, None) if !argv.is_empty() => Ok(Payload::Command(argv.clone())),
-        (None, Some(body), None) => Ok(Payload::Script(body.clone())),
+        (Some(argv), None, None) if !argv.is_empty() => Ok(Payload::Command(
+            argv.iter().map(|a| a.clone().into_string()).collect(),
+        )),
+        (None, Some(body), None) => Ok(Payload::Script(body.clone().into_string())),
         (None, None, Some(path)) => {
             let path = resolve_local_path(path, base);
             let body = std::fs::read_to_string(&path)
                 .map_err(|source| PlanError::ScriptFile { path, source })?;
+            crate::types::names::script_text(&body)?;
             Ok(Payload::Script(body))
         }
         (None, None, None) | (Some(_), None, None) => refuse!(
@@ -365,7 +384,7 @@ fn spec_from(name: JobName, payload: Payload, settings: JobSettings) -> JobSpec 
             .environment
             .unwrap_or_default()
             .into_iter()
-            .map(|(name, value)| (name.into_string(), value))
+            .map(|(name, value)| (name.into_string(), value.into_string()))
             .collect(),
         modules: settings
             .modules

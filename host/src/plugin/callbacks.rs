@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::engine::export_names;
 use super::{PluginEngine, PluginError, PluginSpec};
+use crate::types::text::bounded;
 use crate::wit::v0_1_0::callbacks::{Callbacks as CallbacksWorld, CallbacksPre};
 use crate::wit::{Event, EventKind};
 
@@ -104,7 +105,8 @@ impl CallbackPlugin {
             Ok(Err(error)) => Err(DeliveryFailure {
                 message: format!(
                     "plugin {} returned an error for {during}: {}",
-                    self.spec.name, error.message
+                    self.spec.name,
+                    bounded(&error.message, self.spec.limits.output)
                 ),
                 retry: if error.retryable {
                     Retry::Soon

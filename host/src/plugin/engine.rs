@@ -13,6 +13,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::{PluginError, PluginSpec, PluginState, WIT_PACKAGE, WIT_VERSION, cache, caps, host};
+use crate::types::text::{bounded, escape_controls};
 
 /// How often the epoch ticks; a running guest yields to the async runtime at every tick, and its time
 /// limit is counted in ticks.
@@ -142,7 +143,7 @@ impl PluginEngine {
         }
         .map_err(|e| PluginError::NotAComponent {
             name: spec.name.clone(),
-            reason: format!("{e:#}"),
+            reason: bounded(&format!("{e:#}"), 1024),
         })?;
         check_version(&spec.name, engine, &component)?;
         Ok(component)
@@ -233,24 +234,27 @@ struct Output {
 }
 
 impl Output {
-    /// Send the plugin's stdout and stderr to the log, line by line.
+    /// Send the plugin's stdout and stderr to the log, line by line, control characters escaped.
     fn forward(&self, plugin: &str) {
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let bytes = pipe.contents();
             for line in String::from_utf8_lossy(&bytes)
-                .lines()
+                .split('\n')
                 .filter(|l| !l.trim().is_empty())
             {
+                let line = escape_controls(line);
                 tracing::info!(plugin, stream, "{line}");
             }
         }
     }
 
+    /// The last lines of stderr, for an error message: at most 1 KiB, control characters escaped.
     fn stderr_tail(&self) -> Option<String> {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(3)..].join(" | "))
+        let lines: Vec<&str> = text.split('\n').filter(|l| !l.trim().is_empty()).collect();
+        (!lines.is_empty())
+            .then(|| bounded(&lines[lines.len().saturating_sub(3)..].join(" | "), 1024))
     }
 }
 
@@ -261,7 +265,7 @@ fn describe_failure(
     spec: &PluginSpec,
     output: &Output,
 ) -> String {
-    let mut cause = if state.output_exceeded {
+    let cause = if state.output_exceeded {
         format!(
             "it exceeded its output limit ({} bytes of log per call)",
             spec.limits.output
@@ -273,6 +277,15 @@ fn describe_failure(
             spec.limits.memory >> 20
         )
     } else {
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return with_stderr(
+                format!(
+                    "it called exit({}) instead of returning a result (a plugin must return from its export)",
+                    exit.0
+                ),
+                output,
+            );
+        }
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => format!(
                 "it did not finish within its {:?} time limit",
@@ -289,13 +302,28 @@ fn describe_failure(
                 "it accessed memory out of bounds (its shadow stack overflowed, or it has a memory bug)".to_string()
             }
             Some(trap) => format!("it trapped: {trap}"),
-            None => format!("{error:#}"),
+            None => bounded(&format!("{error:#}"), 1024),
         }
     };
+    with_stderr(cause, output)
+}
+
+/// `cause`, with the end of the plugin's stderr when it wrote any.
+fn with_stderr(mut cause: String, output: &Output) -> String {
     if let Some(tail) = output.stderr_tail() {
         cause.push_str(&format!("; its stderr ends: {tail}"));
     }
     cause
+}
+
+/// The versions this host loads, in words: for 0.x (where every minor may break), that minor only.
+fn accepted_versions() -> String {
+    let (major, minor, _) = WIT_VERSION;
+    if major == 0 {
+        format!("{WIT_PACKAGE}@{major}.{minor}.x only")
+    } else {
+        format!("{WIT_PACKAGE}@{major}.0 to {major}.{minor}.x")
+    }
 }
 
 /// Check the `slurmkit:plugin` version a component was built against.
@@ -305,7 +333,11 @@ pub(super) fn check_version(
     component: &Component,
 ) -> Result<(), PluginError> {
     let (major, minor, _) = WIT_VERSION;
-    let supported = super::wit_version();
+    let incompatible = |targets: &str| PluginError::Incompatible {
+        name: name.into(),
+        targets: bounded(targets, 64),
+        accepted: accepted_versions(),
+    };
     for (import, _) in component.component_type().imports(engine) {
         let Some(rest) = import
             .strip_prefix(WIT_PACKAGE)
@@ -314,11 +346,7 @@ pub(super) fn check_version(
             continue;
         };
         let Some((_, version)) = rest.split_once('@') else {
-            return Err(PluginError::Incompatible {
-                name: name.into(),
-                targets: "(no version)".into(),
-                supported,
-            });
+            return Err(incompatible("(no version)"));
         };
         let mut parts = version
             .split('.')
@@ -328,11 +356,7 @@ pub(super) fn check_version(
             _ => false,
         };
         if !compatible {
-            return Err(PluginError::Incompatible {
-                name: name.into(),
-                targets: version.to_string(),
-                supported,
-            });
+            return Err(incompatible(version));
         }
     }
     Ok(())
@@ -348,11 +372,12 @@ pub(super) fn export_names(engine: &Engine, component: &Component) -> String {
     if names.is_empty() {
         "nothing".into()
     } else {
-        names.join(", ")
+        bounded(&names.join(", "), 512)
     }
 }
 
-/// Map an `instantiate_pre` failure to the import it could not satisfy.
+/// Map an `instantiate_pre` failure to the import it could not satisfy: missing altogether, or there
+/// with another signature.
 fn link_error(
     name: &str,
     engine: &Engine,
@@ -360,19 +385,33 @@ fn link_error(
     error: wasmtime::Error,
 ) -> PluginError {
     let text = format!("{error:#}");
-    let missing = component
+    let import = component
         .component_type()
         .imports(engine)
         .map(|(import, _)| import.to_string())
         .find(|import| text.contains(&format!("`{import}`")));
-    match missing {
-        Some(import) => PluginError::MissingImport {
+    let Some(import) = import else {
+        return PluginError::Load {
             name: name.to_string(),
-            import,
-        },
-        None => PluginError::Load {
+            message: bounded(&text, 1024),
+        };
+    };
+    // The innermost cause says what did not match.
+    let detail = error
+        .chain()
+        .last()
+        .map(|cause| cause.to_string())
+        .unwrap_or_default();
+    if detail.contains("is missing") || detail.contains("was not found") {
+        PluginError::MissingImport {
             name: name.to_string(),
-            message: text,
-        },
+            import: bounded(&import, 256),
+        }
+    } else {
+        PluginError::ImportMismatch {
+            name: name.to_string(),
+            import: bounded(&import, 256),
+            detail: bounded(&detail, 256),
+        }
     }
 }

@@ -54,12 +54,13 @@ pub enum PluginError {
     #[error("plugin {name} is not a WebAssembly component: {reason}")]
     NotAComponent { name: String, reason: String },
     #[error(
-        "plugin {name} targets {WIT_PACKAGE}@{targets}, which this slurmkit cannot load: it supports {WIT_PACKAGE}@{supported} (same major version, this minor or older)"
+        "plugin {name} targets {WIT_PACKAGE}@{targets}, which this slurmkit cannot load: it loads {accepted}"
     )]
     Incompatible {
         name: String,
         targets: String,
-        supported: String,
+        /// The versions this host loads, in words.
+        accepted: String,
     },
     #[error("plugin {name} is not a {expected} plugin: it exports {found}")]
     WrongWorld {
@@ -71,6 +72,14 @@ pub enum PluginError {
         "plugin {name} imports `{import}`, which slurmkit does not provide (plugins may import only {WIT_PACKAGE}/host and WASI 0.2 interfaces)"
     )]
     MissingImport { name: String, import: String },
+    #[error(
+        "plugin {name} imports `{import}` with a signature slurmkit does not provide ({detail}): it was built against different WIT than the version it names"
+    )]
+    ImportMismatch {
+        name: String,
+        import: String,
+        detail: String,
+    },
     #[error(transparent)]
     Grant(#[from] caps::GrantError),
     #[error("plugin {name} could not be loaded: {message}")]
@@ -105,6 +114,9 @@ impl Diagnose for PluginError {
             }
             PluginError::MissingImport { .. } => Some(
                 "JavaScript plugins built with componentize-js need `-d http fetch-event` (or disableFeatures) so they do not import wasi:http".into(),
+            ),
+            PluginError::ImportMismatch { .. } => Some(
+                "rebuild the plugin against the WIT in this slurmkit's wit/ directory, unchanged".into(),
             ),
             PluginError::Failed { .. } => Some(
                 "`slurmkit plugin check <file.wasm>` runs the plugin on sample input under the same limits".into(),
@@ -144,6 +156,8 @@ impl host::Host for PluginState {
         }
         self.output_left -= message.len();
         let plugin = &*self.name;
+        // One line per call, whatever the message holds: it cannot forge a line of slurmkit's own.
+        let message = crate::types::text::escape_controls(&message);
         match level {
             host::Level::Trace => tracing::trace!(plugin, "{message}"),
             host::Level::Debug => tracing::debug!(plugin, "{message}"),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::engine::export_names;
 use super::{Capabilities, Limits, PluginEngine, PluginError, PluginSpec, convert};
 use crate::types::spec::JobSpec;
+use crate::types::text::bounded;
 use crate::wit::v0_1_0::renderer::{Renderer as RendererWorld, RendererPre};
 use crate::wit::v0_1_0::types::RenderError;
 
@@ -81,7 +82,7 @@ impl Renderer {
             .await?;
         let script = result.map_err(|e| PluginError::Refused {
             plugin: self.spec.name.clone(),
-            message: describe(&e),
+            message: bounded(&describe(&e), self.spec.limits.output),
         })?;
         let invalid = |message: &str| PluginError::Invalid {
             plugin: self.spec.name.clone(),

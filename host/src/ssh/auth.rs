@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use super::known_hosts::unix_now;
 use crate::error::{Diagnose, exit};
+use crate::types::shell::quote;
+use crate::types::text::escape_controls;
 
 /// sshd's default MaxAuthTries is 6; each key offered counts. We stop offering keys one short of it so
 /// keyboard-interactive or password still has a try, and so the user sees our list, not sshd's
@@ -147,13 +149,16 @@ impl Diagnose for AuthError {
         match self {
             AuthError::CertificateExpired { path, .. } => Some(format!(
                 "renew the certificate with your site's tool (e.g. CSCS: `cscs-key sign`, or ask your admins to re-sign {}) and run the command again; `ssh-keygen -L -f {}` shows its validity",
-                path.display(),
-                path.display()
+                escape_controls(&path.display().to_string()),
+                quote(&path.display().to_string())
             )),
-            AuthError::Failed { user, host, .. } => Some(format!(
-                "check that the public key is in ~{user}/.ssh/authorized_keys on {host} (or that its certificate's principals include {user}), \
-                 that the right key is configured (key_filename / IdentityFile), and run `slurmkit doctor` to see each step"
-            )),
+            AuthError::Failed { user, host, .. } => {
+                let (user, host) = (escape_controls(user), escape_controls(host));
+                Some(format!(
+                    "check that the public key is in ~{user}/.ssh/authorized_keys on {host} (or that its certificate's principals include {user}), \
+                     that the right key is configured (key_filename / IdentityFile), and run `slurmkit doctor` to see each step"
+                ))
+            }
             AuthError::Disconnected { .. } => Some(
                 "set key_filename (and identities_only = true) so only the right key is offered"
                     .into(),

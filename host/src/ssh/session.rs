@@ -21,7 +21,7 @@ use super::policy::{Acceptance, HostKeyCheck, HostKeyError};
 use crate::error::{Diagnose, exit};
 use crate::exec::{CommandError, CommandOutput, Exec, Exit};
 use crate::types::HostKeyPolicy;
-use crate::types::shell::ShellCommand;
+use crate::types::shell::{ShellCommand, quote};
 
 /// One hop of a connection: where to connect, whose key to expect, and how to log in.
 #[derive(Debug, Clone)]
@@ -109,7 +109,8 @@ impl Diagnose for SshError {
         match self {
             SshError::Connect { host, port, .. } | SshError::Timeout { host, port, .. } => {
                 Some(format!(
-                    "check the host name and port (`ssh -p {port} {host}` should reach it), your network or VPN, and any jump host the cluster needs (proxy_jump)"
+                    "check the host name and port (`ssh -p {port} {}` should reach it), your network or VPN, and any jump host the cluster needs (proxy_jump)",
+                    quote(host)
                 ))
             }
             SshError::Jump { jump, .. } => Some(format!(

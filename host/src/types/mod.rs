@@ -7,6 +7,7 @@ pub mod names;
 pub mod shell;
 pub mod spec;
 pub mod status;
+pub mod text;
 pub mod units;
 
 /// What to do with a host whose key is not recorded. A key that changed, or is revoked, is refused

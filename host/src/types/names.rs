@@ -174,6 +174,60 @@ pub fn directive_text(what: &'static str, value: &str) -> Result<(), InvalidValu
     Ok(())
 }
 
+/// Text with no NUL in it: a C string (an environment value, a program argument) cannot carry one,
+/// so a NUL would silently cut it short.
+fn without_nul(what: &'static str, value: &str) -> Result<(), InvalidValue> {
+    if value.contains('\0') {
+        return Err(InvalidValue {
+            what,
+            value: value.to_string(),
+            rule: "it must not contain a NUL character",
+        });
+    }
+    Ok(())
+}
+
+/// A host name, address or ssh_config alias: one word an `ssh` command line could carry.
+pub fn host_name(value: &str) -> Result<(), InvalidValue> {
+    one_word("host name", value)
+}
+
+/// A user name on the cluster.
+pub fn user_name(value: &str) -> Result<(), InvalidValue> {
+    one_word("user name", value)
+}
+
+fn one_word(what: &'static str, value: &str) -> Result<(), InvalidValue> {
+    let valid = !value.is_empty()
+        && value.len() <= 255
+        && !value.starts_with('-')
+        && !value.chars().any(|c| c.is_control() || c.is_whitespace());
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidValue {
+            what,
+            value: value.to_string(),
+            rule: "write one word without spaces or control characters, not starting with '-'",
+        })
+    }
+}
+
+/// An environment variable's value.
+pub fn env_value(value: &str) -> Result<(), InvalidValue> {
+    without_nul("environment value", value)
+}
+
+/// One element of a command's argv.
+pub fn command_argument(value: &str) -> Result<(), InvalidValue> {
+    without_nul("command argument", value)
+}
+
+/// A script body.
+pub fn script_text(value: &str) -> Result<(), InvalidValue> {
+    without_nul("script", value)
+}
+
 /// An environment variable name a shell can export: letters, digits and `_`, not starting with a digit.
 pub fn env_name(value: &str) -> Result<(), InvalidValue> {
     let mut chars = value.chars();

@@ -239,6 +239,17 @@ macro_rules! checked_string {
             pub fn into_string(self) -> String {
                 self.0
             }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
         }
 
         impl std::borrow::Borrow<str> for $name {
@@ -271,6 +282,31 @@ checked_string!(
     /// One extra `#SBATCH` option.
     ExtraDirective,
     validate::extra_directive
+);
+checked_string!(
+    /// A host name, address or ssh_config alias.
+    HostName,
+    validate::host_name
+);
+checked_string!(
+    /// A user name on the cluster.
+    UserName,
+    validate::user_name
+);
+checked_string!(
+    /// An environment variable's value.
+    EnvValue,
+    validate::env_value
+);
+checked_string!(
+    /// One argument of a command.
+    CommandArgument,
+    validate::command_argument
+);
+checked_string!(
+    /// A script body.
+    ScriptText,
+    validate::script_text
 );
 
 /// An `--array` spec, validated by [`validate::array_spec`].

@@ -34,13 +34,12 @@ pub fn render_script(job: &Job) -> Result<String, RenderError> {
     out.push_str(env!("CARGO_PKG_VERSION"));
     out.push_str(".\n\n");
 
-    if !job.modules.is_empty() {
-        out.push_str("module load");
-        for module in &job.modules {
-            out.push(' ');
-            out.push_str(&shell_quote(module));
-        }
-        out.push('\n');
+    // One module at a time, so a failure names its module; the job never runs without its modules.
+    for module in &job.modules {
+        let module = shell_quote(module);
+        out.push_str(&format!(
+            "module load {module} || {{ echo 'slurmkit: module load failed, so the job does not run:' {module} >&2; exit 1; }}\n"
+        ));
     }
     for (index, (name, value)) in job.environment.iter().enumerate() {
         if !is_env_name(name) {
@@ -299,6 +298,31 @@ mod tests {
         assert!(script.contains("#SBATCH --mem=\"512M\"\n"));
         assert!(script.contains("#SBATCH --output=\"/jobs/hello dir/slurm-%j.out\"\n"));
         assert!(script.ends_with("exec 'echo' 'it'\\''s $HOME'\n"));
+    }
+
+    /// The script as bash runs it, with a `module` command that knows only `gcc/13`: a module that
+    /// fails to load ends the job before its payload, naming the module.
+    #[test]
+    fn a_module_that_fails_to_load_stops_the_job() {
+        let mut j = job();
+        j.modules = vec!["gcc/13".into(), "no such/1".into()];
+        j.payload = Payload::Command(vec!["echo".into(), "payload ran".into()]);
+        let script = render_script(&j).unwrap();
+        let with_module = format!(
+            "module() {{ [ \"$1\" = load ] && [ \"$2\" = gcc/13 ]; }}\n{}",
+            script.trim_start_matches("#!/bin/bash\n")
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(with_module)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty(), "the payload must not run");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "slurmkit: module load failed, so the job does not run: no such/1\n"
+        );
     }
 
     #[test]

@@ -260,8 +260,8 @@ fn plugin_errors() {
         }),
         Box::new(PluginError::Incompatible {
             name: "x".into(),
-            targets: "1.0.0".into(),
-            supported: "0.1.0".into(),
+            targets: "0.0.9".into(),
+            accepted: "slurmkit:plugin@0.1.x only".into(),
         }),
         Box::new(PluginError::WrongWorld {
             name: "x".into(),
@@ -271,6 +271,11 @@ fn plugin_errors() {
         Box::new(PluginError::MissingImport {
             name: "x".into(),
             import: "wasi:http/types@0.2.0".into(),
+        }),
+        Box::new(PluginError::ImportMismatch {
+            name: "x".into(),
+            import: "slurmkit:plugin/host@0.1.0".into(),
+            detail: "type mismatch with parameters".into(),
         }),
         Box::new(PluginError::Grant(GrantError {
             plugin: "x".into(),
