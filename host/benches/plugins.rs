@@ -91,7 +91,7 @@ async fn measure(label: &str, path: Option<&Path>, compiles: usize, calls: usize
     let plugin = match path {
         Some(path) => PluginSpec::from_file(label, path, None).unwrap(),
         None => {
-            let engine = PluginEngine::new(None).unwrap();
+            let engine = PluginEngine::new(None, None).unwrap();
             Renderer::builtin(&engine).await.unwrap().spec().clone()
         }
     };
@@ -99,14 +99,14 @@ async fn measure(label: &str, path: Option<&Path>, compiles: usize, calls: usize
 
     let mut cold = Vec::new();
     for _ in 0..compiles {
-        let engine = PluginEngine::new(None).unwrap();
+        let engine = PluginEngine::new(None, None).unwrap();
         let started = Instant::now();
         Renderer::load(&engine, plugin.clone()).await.unwrap();
         cold.push(started.elapsed());
     }
 
     let cache = tempfile::tempdir().unwrap();
-    let engine = PluginEngine::new(Some(cache.path().to_path_buf())).unwrap();
+    let engine = PluginEngine::new(Some(cache.path().to_path_buf()), None).unwrap();
     Renderer::load(&engine, plugin.clone()).await.unwrap();
     let mut cached = Vec::new();
     for _ in 0..compiles.max(5) {

@@ -406,6 +406,37 @@ fn plugins_for_another_wit_major_or_with_missing_imports_are_refused_by_name() {
     assert!(cluster().job_dirs_named(&project.unique_name()).is_empty());
 }
 
+/// Compiling happens once, in a child process under the plugin's compile limits: one that would take
+/// too long, or too much memory, is stopped with the limit named and how to raise it.
+#[test]
+fn compiling_a_plugin_is_bounded_in_time_and_memory() {
+    let js = built(artifacts::JS_SITE_RENDERER);
+    for (limit, expected) in [
+        ("compile_time = \"1s\"", "went past its time limit (1s)"),
+        (
+            "compile_memory = \"300M\"",
+            "went past its memory limit (300 MiB)",
+        ),
+    ] {
+        let project = Project::new();
+        project.slurmfile(&format!(
+            "[renderer]\nplugin = \"{}\"\nlimits = {{ {limit} }}\n\n[job]\ncommand = [\"true\"]\n",
+            install(&project, js)
+        ));
+        let started = std::time::Instant::now();
+        let output = project
+            .command(&["render"])
+            .env("SLURMKIT_CACHE_DIR", project.path().join("cold-cache"))
+            .output()
+            .unwrap();
+        let run = Run::new(&["render"], output);
+        run.expect_code(7)
+            .stderr_contains(expected)
+            .stderr_contains("raise the limit in its Slurmfile entry: limits = {");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+}
+
 #[test]
 fn an_import_with_another_signature_is_named_as_such() {
     let project = project_with(|project| {

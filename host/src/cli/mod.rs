@@ -29,6 +29,14 @@ pub use terminal::TerminalPrompter;
 
 /// Run the CLI with `args` (including the program name).
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // The compiling child this binary starts to compile a plugin under limits.
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::plugin::compile::CHILD_ARG)
+    {
+        return crate::plugin::compile::child_main(&args[2..]);
+    }
     let cli = match args::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {

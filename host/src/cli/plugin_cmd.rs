@@ -22,7 +22,7 @@ pub async fn run(command: PluginCommand, plan: &Plan) -> Result<ExitCode, Failur
     let engine = super::plugins::engine(plan)?;
     match command {
         PluginCommand::Inspect { file: path, json } => {
-            let inspection = engine.inspect(&path).await?;
+            let inspection = crate::plugin::inspect::inspect(&path)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
@@ -90,7 +90,7 @@ async fn check(
     plan: &Plan,
     job: Option<String>,
 ) -> Result<ExitCode, Failure> {
-    let inspection = engine.inspect(path).await?;
+    let inspection = crate::plugin::inspect::inspect(path)?;
     let spec = configured_spec(path, plan.file.as_ref())?;
     let job_spec = match job {
         Some(name) => plan.jobs(&[name])?.remove(0),
@@ -104,20 +104,19 @@ async fn check(
         inspection.sha256
     );
     outln!(
-        "limits: memory {} MiB, {:?} per call, {} bytes of output",
+        "limits: memory {} MiB, {:?} per call, {} bytes of output; compiling {:?} and {} MiB",
         spec.limits.memory >> 20,
         spec.limits.timeout,
-        spec.limits.output
+        spec.limits.output,
+        spec.limits.compile_time,
+        spec.limits.compile_memory >> 20
     );
     let mut failures = 0;
     match inspection.world.as_str() {
         "renderer" => {
-            let started = Instant::now();
+            let (loading, started) = (load_kind(engine, &spec), Instant::now());
             let renderer = Renderer::load(engine, spec).await?;
-            outln!(
-                "ok    load: {:?} (compiled or read from the cache)",
-                started.elapsed()
-            );
+            outln!("ok    load: {loading} in {:?}", started.elapsed());
             let started = Instant::now();
             renderer.instantiate().await?;
             outln!("ok    instantiate: {:?}", started.elapsed());
@@ -135,7 +134,12 @@ async fn check(
             }
         }
         "callbacks" => {
+            let (loading, started) = (load_kind(engine, &spec), Instant::now());
             let plugin = CallbackPlugin::load(engine, spec, None).await?;
+            outln!(
+                "ok    load: {loading} (and asked for its subscriptions) in {:?}",
+                started.elapsed()
+            );
             let events: Vec<&str> = plugin.events.iter().map(|k| k.as_str()).collect();
             outln!("ok    subscriptions: {}", events.join(", "));
             for kind in EventKind::ALL
@@ -170,6 +174,15 @@ async fn check(
     } else {
         outln!("{failures} check(s) failed");
         Ok(ExitCode::from(exit::PLUGIN))
+    }
+}
+
+/// What loading `spec` is about to do: compile it, or read it from the cache.
+fn load_kind(engine: &PluginEngine, spec: &PluginSpec) -> &'static str {
+    if engine.is_cached(spec) {
+        "read from the cache"
+    } else {
+        "compiled"
     }
 }
 

@@ -6,7 +6,9 @@ use crate::plugin::renderer::Renderer;
 use crate::plugin::{PluginEngine, PluginSpec};
 
 pub fn engine(plan: &Plan) -> Result<PluginEngine, Failure> {
-    Ok(PluginEngine::new(Some(plan.dirs.cache.clone()))?)
+    // This binary compiles plugins too, in a child process under each plugin's compile limits.
+    let compiler = std::env::current_exe().ok();
+    Ok(PluginEngine::new(Some(plan.dirs.cache.clone()), compiler)?)
 }
 
 /// The configured renderer, or the built-in one.

@@ -244,6 +244,10 @@ pub struct LimitSettings {
     pub timeout: Option<ShortDuration>,
     /// Bytes of log and stdout/stderr output per call.
     pub output: Option<ByteCount>,
+    /// Wall time to compile the component, once (default 5 minutes).
+    pub compile_time: Option<ShortDuration>,
+    /// Address space of the process compiling it (default 4G).
+    pub compile_memory: Option<Memory>,
 }
 
 #[cfg(test)]

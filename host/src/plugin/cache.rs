@@ -27,8 +27,25 @@ impl ComponentCache {
         ComponentCache { dir, engine_key }
     }
 
-    fn path_for(&self, sha256: &str) -> PathBuf {
+    /// Where the compiled form of the component with this hash lives.
+    pub fn path_for(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+    }
+
+    /// Whether a compiled form this host can trust is there: loading it compiles nothing.
+    pub fn has(&self, sha256: &str) -> bool {
+        trusted_artifact(&self.path_for(sha256))
+    }
+
+    /// Create the cache directory (private) if needed.
+    pub fn ensure_dir(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        // Created private; an existing directory is left as it is (it may be one the user chose, like
+        // a project directory), and artifacts in a directory others can write are never loaded.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
     }
 
     /// The compiled component for `bytes`, from the cache or compiled now (and cached).
@@ -62,26 +79,30 @@ impl ComponentCache {
     }
 
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        // Created private; an existing directory is left as it is (it may be one the user chose, like
-        // a project directory), and artifacts in a directory others can write are never loaded.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
-        let temporary = self
-            .dir
-            .join(format!(".{:016x}.tmp", rand::random::<u64>()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        file.write_all(artifact)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
+        self.ensure_dir()?;
+        store_artifact(path, artifact)
     }
+}
+
+/// Write a compiled artifact atomically, private to this user.
+pub fn store_artifact(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temporary = dir.join(format!(".{:016x}.tmp", rand::random::<u64>()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    let written = file
+        .write_all(artifact)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Only a regular file owned by us, in a directory owned by us, neither writable by anyone else.

@@ -12,7 +12,9 @@ use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::{PluginError, PluginSpec, PluginState, WIT_PACKAGE, WIT_VERSION, cache, caps, host};
+use super::{
+    PluginError, PluginSpec, PluginState, WIT_PACKAGE, WIT_VERSION, cache, caps, compile, host,
+};
 use crate::types::text::{bounded, escape_controls};
 
 /// How often the epoch ticks; a running guest yields to the async runtime at every tick, and its time
@@ -32,6 +34,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: Option<cache::ComponentCache>,
+    /// The slurmkit binary, to compile in a child process under limits; `None`: compile in this one.
+    compiler: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -43,21 +47,18 @@ impl Drop for Inner {
 
 impl PluginEngine {
     /// `cache_dir`: where compiled components are kept between runs (`None`: compile every time).
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<PluginEngine, PluginError> {
+    /// `compiler`: the slurmkit binary, to compile in a child process under each plugin's compile
+    /// limits (it writes into the cache, so it needs one); `None`: compile in this process, with only
+    /// the size budget to bound it.
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        compiler: Option<PathBuf>,
+    ) -> Result<PluginEngine, PluginError> {
         let load_error = |e: &dyn std::fmt::Display| PluginError::Load {
             name: "engine".into(),
             message: e.to_string(),
         };
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        // Reserve address space in proportion to the default memory cap instead of wasmtime's 4 GiB per
-        // memory: login nodes often limit virtual memory (`ulimit -v`). Memories past it move on growth.
-        config.memory_reservation(caps::DEFAULT_MEMORY as u64);
-        config.memory_guard_size(64 << 10);
-        config.memory_reservation_for_growth(1 << 20);
-        config.max_wasm_stack(1 << 20);
-        let engine = Engine::new(&config).map_err(|e| load_error(&e))?;
+        let engine = Engine::new(&compile::engine_config()).map_err(|e| load_error(&e))?;
         // One linker for every plugin: WASI (nothing granted unless a store's context grants it) and
         // the host imports.
         let mut linker = Linker::new(&engine);
@@ -82,11 +83,13 @@ impl PluginEngine {
             })
             .map_err(|e| load_error(&e))?;
         let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
+        let compiler = compiler.filter(|_| cache.is_some());
         Ok(PluginEngine {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 cache,
+                compiler,
                 ticker_stop,
             }),
         })
@@ -96,12 +99,32 @@ impl PluginEngine {
         &self.inner.engine
     }
 
-    /// Compile (or fetch from the cache) and link a plugin, on a blocking thread: compiling a large
-    /// component takes seconds and must not stall the runtime (or Ctrl-C).
+    /// Whether loading `spec` finds it compiled already (in the cache).
+    pub fn is_cached(&self, spec: &PluginSpec) -> bool {
+        self.inner
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.has(&spec.sha256))
+    }
+
+    /// Compile (or fetch from the cache) and link a plugin. Compiling is bounded (see
+    /// [`super::compile`]) and never runs on the async threads: it takes seconds and must not stall
+    /// the runtime (or Ctrl-C).
     pub(super) async fn prepare(
         &self,
         spec: &PluginSpec,
     ) -> Result<(Component, InstancePre<PluginState>), PluginError> {
+        check_is_component(spec)?;
+        if let (Some(cache), Some(compiler)) = (&self.inner.cache, &self.inner.compiler)
+            && !cache.has(&spec.sha256)
+        {
+            compile::check_budget(spec)?;
+            cache.ensure_dir().map_err(|e| PluginError::Load {
+                name: spec.name.clone(),
+                message: format!("cannot create the compiled-plugin cache: {e}"),
+            })?;
+            compile::in_child(compiler, spec, &cache.path_for(&spec.sha256)).await?;
+        }
         let (engine, spec) = (self.clone(), spec.clone());
         let name = spec.name.clone();
         tokio::task::spawn_blocking(move || {
@@ -124,17 +147,9 @@ impl PluginEngine {
 
     /// Compile (or fetch from the cache) and check a plugin's WIT version. Blocking.
     pub(super) fn component(&self, spec: &PluginSpec) -> Result<Component, PluginError> {
-        if wasmparser::Parser::is_core_wasm(&spec.bytes) {
-            return Err(PluginError::NotAComponent {
-                name: spec.name.clone(),
-                reason: "it is a core module; build it as a component (wasm32-wasip2, or `wasm-tools component new`)".into(),
-            });
-        }
-        if !wasmparser::Parser::is_component(&spec.bytes) {
-            return Err(PluginError::NotAComponent {
-                name: spec.name.clone(),
-                reason: "it is not WebAssembly".into(),
-            });
+        check_is_component(spec)?;
+        if !self.is_cached(spec) {
+            compile::check_budget(spec)?;
         }
         let engine = self.engine();
         let component = match &self.inner.cache {
@@ -225,6 +240,23 @@ impl PluginEngine {
             ))),
         }
     }
+}
+
+/// A component, not a core module or something else.
+fn check_is_component(spec: &PluginSpec) -> Result<(), PluginError> {
+    if wasmparser::Parser::is_core_wasm(&spec.bytes) {
+        return Err(PluginError::NotAComponent {
+            name: spec.name.clone(),
+            reason: "it is a core module; build it as a component (wasm32-wasip2, or `wasm-tools component new`)".into(),
+        });
+    }
+    if !wasmparser::Parser::is_component(&spec.bytes) {
+        return Err(PluginError::NotAComponent {
+            name: spec.name.clone(),
+            reason: "it is not WebAssembly".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Captured stdout/stderr of one call.

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod callbacks;
 pub mod caps;
+pub mod compile;
 pub mod convert;
 mod engine;
 pub mod inspect;
@@ -84,6 +85,22 @@ pub enum PluginError {
     Grant(#[from] caps::GrantError),
     #[error("plugin {name} could not be loaded: {message}")]
     Load { name: String, message: String },
+    #[error(
+        "plugin {name} is too large to compile within bounds: {what}, over the limit of {limit} bytes"
+    )]
+    TooLarge {
+        name: String,
+        what: String,
+        limit: usize,
+    },
+    #[error("compiling plugin {name} went past its {limit} limit ({value})")]
+    CompileLimit {
+        name: String,
+        limit: &'static str,
+        value: String,
+        /// The `limits` key that raises it.
+        setting: &'static str,
+    },
     #[error("plugin {plugin} failed during {during}: {cause}")]
     Failed {
         plugin: String,
@@ -114,6 +131,12 @@ impl Diagnose for PluginError {
             }
             PluginError::MissingImport { .. } => Some(
                 "JavaScript plugins built with componentize-js need `-d http fetch-event` (or disableFeatures) so they do not import wasi:http".into(),
+            ),
+            PluginError::CompileLimit { setting, .. } => Some(format!(
+                "if the plugin is trusted and just large, raise the limit in its Slurmfile entry: limits = {{ {setting} = ... }} (compiling happens once; the result is cached)"
+            )),
+            PluginError::TooLarge { .. } => Some(
+                "build the plugin smaller (optimise for size, leave out what it does not use); components this large take minutes and gigabytes to compile".into(),
             ),
             PluginError::ImportMismatch { .. } => Some(
                 "rebuild the plugin against the WIT in this slurmkit's wit/ directory, unchanged".into(),
