@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use slurmkit_e2e::sshd::{
-    Agent, CertSpec, KeyType, SshdBuilder, keygen, keygen_with_passphrase, public, public_key_text,
-    run_ok, sign,
+    Agent, CertSpec, KeyType, Sshd, SshdBuilder, keygen, keygen_with_passphrase, public,
+    public_key_text, run_ok, sign,
 };
 use slurmkit_e2e::{Project, Run, cluster};
 
@@ -685,6 +685,78 @@ fn a_certificate_from_an_untrusted_ca_falls_back_to_a_recorded_plain_key() {
     );
     let (project, _) = cert_project(sshd.port, &known);
     connects(&project);
+}
+
+/// OpenSSH's own verdict on a host: `ssh` with StrictHostKeyChecking=yes and these known_hosts.
+fn openssh_accepts(sshd_port: u16, known_hosts: &Path) -> bool {
+    let c = cluster();
+    std::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-p", &sshd_port.to_string(), "-i"])
+        .arg(&c.key)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg(format!("{}@127.0.0.1", c.user))
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Where a host certificate and a recorded plain key disagree, slurmkit decides as OpenSSH does: a
+/// certificate signed by a revoked CA is refused though its key is recorded (certificates are asked for
+/// wherever a `@revoked` line could name their CA); a certificate that fails its checks is dropped and
+/// its key judged as a plain key, which a recorded line accepts.
+#[test]
+fn certificates_and_recorded_plain_keys_get_the_verdicts_openssh_gives() {
+    let c = cluster();
+    let cases: Vec<(&str, CertSpec, Box<dyn Fn(&Sshd) -> String>, bool)> = vec![
+        (
+            "revoked CA, plain key recorded",
+            CertSpec::host("h", &["127.0.0.1"]),
+            Box::new(|sshd: &Sshd| {
+                format!(
+                    "{}\n@revoked * {}\n",
+                    sshd.known_hosts_line(),
+                    public_key_text(&public(&cluster().host_ca))
+                )
+            }),
+            false,
+        ),
+        (
+            "expired certificate, plain key recorded",
+            CertSpec::host("h", &["127.0.0.1"]).validity("20200101:20200102"),
+            Box::new(|sshd: &Sshd| format!("{}{}\n", host_ca_line(), sshd.known_hosts_line())),
+            true,
+        ),
+        (
+            "wrong principal, plain key recorded",
+            CertSpec::host("h", &["login.example.org"]),
+            Box::new(|sshd: &Sshd| format!("{}{}\n", host_ca_line(), sshd.known_hosts_line())),
+            true,
+        ),
+    ];
+    for (what, cert, known, accepted) in cases {
+        let sshd = SshdBuilder::new()
+            .host_certificate(&c.host_ca, &cert)
+            .start();
+        let (project, known_path) = cert_project(sshd.port, &known(&sshd));
+        assert_eq!(
+            openssh_accepts(sshd.port, &known_path),
+            accepted,
+            "{what}: OpenSSH's verdict is not the one this case expects"
+        );
+        let run = project.run(&["status"]);
+        if accepted {
+            run.ok()
+                .stderr_contains("is not acceptable")
+                .stderr_contains("so it is accepted as a plain key");
+        } else {
+            run.expect_code(4).stderr_contains("@revoked at");
+        }
+    }
 }
 
 #[test]

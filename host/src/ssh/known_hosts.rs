@@ -163,10 +163,14 @@ impl KnownHosts {
         }
     }
 
-    /// Is any `@cert-authority` line in effect for this host? (Only then are host certificates asked for.)
-    pub fn has_cert_authority_for(&self, lookup: &HostLookup) -> bool {
+    /// Could a host certificate change the verdict for this host? It can where an `@cert-authority`
+    /// line applies (a certificate from that CA is accepted) or a `@revoked` line does (it may name the
+    /// CA that signed the certificate). Only then are host certificates asked for, first, as OpenSSH
+    /// asks for them.
+    pub fn certificate_matters_for(&self, lookup: &HostLookup) -> bool {
         self.lines.iter().any(|l| {
-            l.marker == Some(Marker::CertAuthority) && self.names_match(lookup, &l.patterns)
+            matches!(l.marker, Some(Marker::CertAuthority | Marker::Revoked))
+                && self.names_match(lookup, &l.patterns)
         })
     }
 
@@ -266,48 +270,23 @@ impl KnownHosts {
                 decided => decided,
             };
         };
-        let reject = |reason: String| Verdict::CertificateRejected { reason };
-        if cert.cert_type() != CertType::Host {
-            return reject("it is a user certificate, not a host certificate".into());
+        match certificate_problem(cert, &ca_line.key, lookup, now) {
+            None => Verdict::Known(self.origin(ca_line)),
+            // As OpenSSH does, a certificate that fails its checks is dropped and its key judged as a
+            // plain key: a recorded key still lets the user in (the problem is logged); otherwise the
+            // certificate's problem is the verdict.
+            Some(reason) => match self.check_key(lookup, cert.public_key()) {
+                Verdict::Unknown => Verdict::CertificateRejected { reason },
+                Verdict::Known(origin) => {
+                    tracing::warn!(
+                        "the host certificate of {} is not acceptable ({reason}); its key is recorded at {origin}, so it is accepted as a plain key",
+                        lookup.host
+                    );
+                    Verdict::Known(origin)
+                }
+                decided => decided,
+            },
         }
-        let ca_fingerprint = ca_line.key.fingerprint(HashAlg::Sha256);
-        if cert.validate_at(now, [&ca_fingerprint]).is_err() {
-            let window = format!(
-                "valid from {} to {}",
-                cert.valid_after(),
-                cert.valid_before()
-            );
-            return if now < cert.valid_after() || now >= cert.valid_before() {
-                reject(format!(
-                    "it is outside its validity window ({window}, now {now}; Unix seconds)"
-                ))
-            } else {
-                reject("its signature does not verify".into())
-            };
-        }
-        if cert.valid_principals().is_empty() {
-            return reject(
-                "it names no principals (OpenSSH refuses such host certificates)".into(),
-            );
-        }
-        if !cert
-            .valid_principals()
-            .iter()
-            .any(|p| pattern_matches(&p.to_ascii_lowercase(), &lookup.host))
-        {
-            return reject(format!(
-                "{} is not among its principals ({})",
-                lookup.host,
-                cert.valid_principals().join(", ")
-            ));
-        }
-        if !cert.critical_options().is_empty() {
-            let names: Vec<&String> = cert.critical_options().keys().collect();
-            return reject(format!(
-                "it carries critical options a host certificate may not have: {names:?}"
-            ));
-        }
-        Verdict::Known(self.origin(ca_line))
     }
 
     fn origin(&self, line: &Line) -> Origin {
@@ -334,6 +313,52 @@ impl KnownHosts {
 }
 
 /// OpenSSH's `match_hostname`: a name matches a comma list if some pattern matches and no negated one does.
+/// What is wrong with a host certificate from the CA `ca`, if anything.
+fn certificate_problem(
+    cert: &Certificate,
+    ca: &PublicKey,
+    lookup: &HostLookup,
+    now: u64,
+) -> Option<String> {
+    if cert.cert_type() != CertType::Host {
+        return Some("it is a user certificate, not a host certificate".into());
+    }
+    let ca_fingerprint = ca.fingerprint(HashAlg::Sha256);
+    if cert.validate_at(now, [&ca_fingerprint]).is_err() {
+        let window = format!(
+            "valid from {} to {}",
+            cert.valid_after(),
+            cert.valid_before()
+        );
+        return Some(if now < cert.valid_after() || now >= cert.valid_before() {
+            format!("it is outside its validity window ({window}, now {now}; Unix seconds)")
+        } else {
+            "its signature does not verify".into()
+        });
+    }
+    if cert.valid_principals().is_empty() {
+        return Some("it names no principals (OpenSSH refuses such host certificates)".into());
+    }
+    if !cert
+        .valid_principals()
+        .iter()
+        .any(|p| pattern_matches(&p.to_ascii_lowercase(), &lookup.host))
+    {
+        return Some(format!(
+            "{} is not among its principals ({})",
+            lookup.host,
+            cert.valid_principals().join(", ")
+        ));
+    }
+    if !cert.critical_options().is_empty() {
+        let names: Vec<&String> = cert.critical_options().keys().collect();
+        return Some(format!(
+            "it carries critical options a host certificate may not have: {names:?}"
+        ));
+    }
+    None
+}
+
 fn match_pattern_list(name: &str, patterns: &[String]) -> bool {
     let mut matched = false;
     for pattern in patterns {

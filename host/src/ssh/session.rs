@@ -434,7 +434,7 @@ fn client_config(check: &HostKeyCheck, transport: &Transport) -> Arc<client::Con
         );
         preferred.key = keys.into();
     }
-    if check.known.has_cert_authority_for(&check.lookup) {
+    if check.known.certificate_matters_for(&check.lookup) {
         preferred.host_key_certificates = preferred.key.clone();
     }
     Arc::new(client::Config {
