@@ -712,33 +712,46 @@ fn openssh_accepts(sshd_port: u16, known_hosts: &Path) -> bool {
 #[test]
 fn certificates_and_recorded_plain_keys_get_the_verdicts_openssh_gives() {
     let c = cluster();
-    let cases: Vec<(&str, CertSpec, Box<dyn Fn(&Sshd) -> String>, bool)> = vec![
-        (
-            "revoked CA, plain key recorded",
-            CertSpec::host("h", &["127.0.0.1"]),
-            Box::new(|sshd: &Sshd| {
+    struct Case<'a> {
+        what: &'a str,
+        cert: CertSpec<'a>,
+        known: fn(&Sshd) -> String,
+        accepted: bool,
+    }
+    let with_ca = |sshd: &Sshd| format!("{}{}\n", host_ca_line(), sshd.known_hosts_line());
+    let cases = [
+        Case {
+            what: "revoked CA, plain key recorded",
+            cert: CertSpec::host("h", &["127.0.0.1"]),
+            known: |sshd| {
                 format!(
                     "{}\n@revoked * {}\n",
                     sshd.known_hosts_line(),
                     public_key_text(&public(&cluster().host_ca))
                 )
-            }),
-            false,
-        ),
-        (
-            "expired certificate, plain key recorded",
-            CertSpec::host("h", &["127.0.0.1"]).validity("20200101:20200102"),
-            Box::new(|sshd: &Sshd| format!("{}{}\n", host_ca_line(), sshd.known_hosts_line())),
-            true,
-        ),
-        (
-            "wrong principal, plain key recorded",
-            CertSpec::host("h", &["login.example.org"]),
-            Box::new(|sshd: &Sshd| format!("{}{}\n", host_ca_line(), sshd.known_hosts_line())),
-            true,
-        ),
+            },
+            accepted: false,
+        },
+        Case {
+            what: "expired certificate, plain key recorded",
+            cert: CertSpec::host("h", &["127.0.0.1"]).validity("20200101:20200102"),
+            known: with_ca,
+            accepted: true,
+        },
+        Case {
+            what: "wrong principal, plain key recorded",
+            cert: CertSpec::host("h", &["login.example.org"]),
+            known: with_ca,
+            accepted: true,
+        },
     ];
-    for (what, cert, known, accepted) in cases {
+    for Case {
+        what,
+        cert,
+        known,
+        accepted,
+    } in cases
+    {
         let sshd = SshdBuilder::new()
             .host_certificate(&c.host_ca, &cert)
             .start();
