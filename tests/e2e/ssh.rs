@@ -1630,9 +1630,9 @@ mod prompts {
         let (handler, answers) = server(false);
         let port = serve(dir.path(), &[MethodKind::KeyboardInteractive], handler).await;
         let prompter = Scripted::new(&[
-            ("Username: ", "skuser"),
-            ("Password: ", "hunter2"),
-            ("Verification code: ", "123456"),
+            ("(skuser@mfa-test) Username: ", "skuser"),
+            ("(skuser@mfa-test) Password: ", "hunter2"),
+            ("(skuser@mfa-test) Verification code: ", "123456"),
         ]);
         let session = Session::connect(
             &[],
@@ -1646,9 +1646,9 @@ mod prompts {
         assert_eq!(
             prompter.asked(),
             vec![
-                ("Username: ".to_string(), true),
-                ("Password: ".to_string(), false),
-                ("Verification code: ".to_string(), false),
+                ("(skuser@mfa-test) Username: ".to_string(), true),
+                ("(skuser@mfa-test) Password: ".to_string(), false),
+                ("(skuser@mfa-test) Verification code: ".to_string(), false),
             ]
         );
         assert_eq!(
@@ -1687,7 +1687,7 @@ mod prompts {
             handler,
         )
         .await;
-        let prompter = Scripted::new(&[("One-time password: ", "424242")]);
+        let prompter = Scripted::new(&[("(skuser@mfa-test) One-time password: ", "424242")]);
         let session = Session::connect(
             &[],
             &hop(
@@ -1712,7 +1712,7 @@ mod prompts {
         );
         assert_eq!(
             prompter.asked(),
-            vec![("One-time password: ".to_string(), false)]
+            vec![("(skuser@mfa-test) One-time password: ".to_string(), false)]
         );
         assert_eq!(*answers.lock().unwrap(), vec![vec!["424242".to_string()]]);
         session.close().await;
@@ -1773,6 +1773,7 @@ mod prompts {
         assert!(
             attempts[0]
                 .outcome
+                .to_string()
                 .starts_with("the server asked \"Username: \", and there is no terminal"),
             "{error}"
         );

@@ -8,6 +8,7 @@ pub mod artifacts {
 }
 
 pub mod proxy;
+pub mod pty;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};

@@ -163,6 +163,8 @@ pub struct SshdBuilder {
     host_certificate: Option<(PathBuf, CertSpecOwned)>,
     authorized_keys: Option<String>,
     lines: Vec<String>,
+    /// A PAM configuration of its own (see [`SshdBuilder::pam`]).
+    pam: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +190,7 @@ impl SshdBuilder {
             host_certificate: None,
             authorized_keys: None,
             lines: Vec::new(),
+            pam: None,
         }
     }
 
@@ -227,6 +230,17 @@ impl SshdBuilder {
     /// the defaults (sshd keeps the first value of a keyword).
     pub fn line(mut self, line: &str) -> Self {
         self.lines.push(line.to_string());
+        self
+    }
+
+    /// Authenticate through PAM with this configuration (`auth ...` lines and so on), used by this
+    /// server alone: sshd names its PAM service after the name it runs under, so it runs as a link
+    /// with a unique name and the configuration goes to `/etc/pam.d/<that name>`, removed when the
+    /// server stops. No other sshd's PAM configuration is touched.
+    pub fn pam(mut self, config: &str) -> Self {
+        self.pam = Some(config.to_string());
+        self.lines.push("UsePAM yes".into());
+        self.lines.push("KbdInteractiveAuthentication yes".into());
         self
     }
 
@@ -293,6 +307,23 @@ impl SshdBuilder {
             "MaxStartups 100".into(),
         ]);
         std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run the tests as root)");
+        let (program, pam_file) = match &self.pam {
+            None => (PathBuf::from("/usr/sbin/sshd"), None),
+            Some(config) => {
+                let name = format!(
+                    "slurmkit-test-sshd-{}-{}",
+                    std::process::id(),
+                    d.file_name().unwrap().to_string_lossy().replace('.', "")
+                )
+                // PAM looks the service up in lower case.
+                .to_lowercase();
+                let program = d.join(&name);
+                std::os::unix::fs::symlink("/usr/sbin/sshd", &program).unwrap();
+                let file = PathBuf::from("/etc/pam.d").join(&name);
+                std::fs::write(&file, config).expect("write the test's PAM service");
+                (program, Some(PamService(file)))
+            }
+        };
         let log = d.join("sshd.log");
         // The port is free when chosen but may be taken before sshd binds it: retry with another.
         for _ in 0..5 {
@@ -305,7 +336,7 @@ impl SshdBuilder {
             }
             std::fs::write(&path, text).unwrap();
             let log_file = std::fs::File::create(&log).unwrap();
-            let mut child = Command::new("/usr/sbin/sshd")
+            let mut child = Command::new(&program)
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")
@@ -327,6 +358,7 @@ impl SshdBuilder {
                         host_key_pub: public(&host_key),
                         host_cert,
                         log,
+                        _pam: pam_file,
                         _dir: dir,
                     };
                 }
@@ -359,7 +391,17 @@ pub struct Sshd {
     pub host_key_pub: PathBuf,
     pub host_cert: Option<PathBuf>,
     log: PathBuf,
+    _pam: Option<PamService>,
     _dir: tempfile::TempDir,
+}
+
+/// A PAM service file of one test server, removed with it.
+struct PamService(PathBuf);
+
+impl Drop for PamService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Sshd {

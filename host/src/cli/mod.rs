@@ -69,6 +69,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     });
     // Do not wait for background tasks (an SSH keepalive, a stuck plugin call, a compile) on the way out.
     runtime.shutdown_background();
+    // A question may have been on the screen with echo off when the command ended.
+    terminal::restore();
     match outcome {
         Ok(code) => code,
         // The reader went away (`slurmkit ... | head`): end quietly, as a shell tool killed by SIGPIPE

@@ -5,8 +5,10 @@
 //!
 //! 1. `publickey`: each identity file's certificates (its implicit `<key>-cert.pub` and any
 //!    `CertificateFile`), then the key itself; then the agent's identities unless `IdentitiesOnly`.
-//! 2. `keyboard-interactive`: every round's prompts shown with the server's text, `echo` respected.
-//! 3. `password`: prompted once.
+//! 2. `keyboard-interactive`: every round's prompts shown with the server's text, prefixed with
+//!    `(user@host)` so a jump hop's questions can be told from the target's, `echo` respected; up to
+//!    [`PROMPT_TRIES`] times while the server allows it.
+//! 3. `password`: likewise up to [`PROMPT_TRIES`] times.
 //!
 //! Secrets come only from the terminal (never argv, environment or logs). Attempts are counted so we stop
 //! before the server's MaxAuthTries and can say exactly which keys were tried when nothing worked.
@@ -30,7 +32,8 @@ pub trait Prompter: Send + Sync {
     fn banner(&self, text: &str);
     /// Show a keyboard-interactive round's name and instructions.
     fn instructions(&self, text: &str);
-    /// Ask one question. `echo = false` for secrets. `Err` when there is no terminal to ask on.
+    /// Ask one question. `echo = false` for secrets. `Err` when there is no terminal to ask on, of kind
+    /// `Interrupted` when the user pressed Ctrl-C.
     fn ask(&self, prompt: &str, echo: bool) -> std::io::Result<String>;
 }
 
@@ -105,17 +108,100 @@ pub struct AuthPlan {
     pub agent_socket: Option<PathBuf>,
 }
 
+/// How many times a password or keyboard-interactive questions are asked before giving up, as OpenSSH's
+/// NumberOfPasswordPrompts (3) does; the server may allow fewer.
+pub const PROMPT_TRIES: usize = 3;
+
+/// Which method an attempt used, for the hint after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    None,
+    /// A key or certificate, from a file or the agent.
+    Key,
+    KeyboardInteractive,
+    Password,
+}
+
+/// How an attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Accepted, and the server requires another method too.
+    Partial,
+    Refused,
+    /// The server closed the connection instead of answering.
+    Closed,
+    /// Not tried, or could not finish (no terminal, unreadable key, ...): why.
+    NotTried(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Accepted => f.write_str("accepted"),
+            Outcome::Partial => f.write_str("accepted, but the server requires another method too"),
+            Outcome::Refused => f.write_str("refused"),
+            Outcome::Closed => f.write_str("no answer: the server closed the connection"),
+            Outcome::NotTried(why) => f.write_str(why),
+        }
+    }
+}
+
 /// One authentication attempt and how it went, for the final report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
+    pub kind: Method,
+    /// What was tried, e.g. `key /home/a/.ssh/id_ed25519` or `keyboard-interactive`.
     pub method: String,
-    pub outcome: String,
+    pub outcome: Outcome,
+    /// The questions the user answered in this attempt (the server's prompts, never the answers).
+    pub answered: Vec<String>,
+}
+
+impl Attempt {
+    pub fn new(kind: Method, method: impl Into<String>, outcome: Outcome) -> Self {
+        Attempt {
+            kind,
+            method: method.into(),
+            outcome,
+            answered: Vec::new(),
+        }
+    }
+
+    /// An attempt whose questions were answered on the terminal.
+    pub fn answered(mut self, questions: Vec<String>) -> Self {
+        self.answered = questions;
+        self
+    }
+
+    fn refused_answers(&self) -> bool {
+        !self.answered.is_empty() && matches!(self.outcome, Outcome::Refused)
+    }
 }
 
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.method, self.outcome)
+        write!(f, "{}", escape_controls(&self.method))?;
+        if self.kind == Method::KeyboardInteractive
+            && !self.answered.is_empty()
+            && self.outcome != Outcome::Accepted
+        {
+            write!(f, " (answered {})", questions(&self.answered))?;
+        }
+        write!(f, ": {}", self.outcome)
     }
+}
+
+/// `"Verification code:"` or `"Password:", "Verification code:"`, quoted and escaped.
+fn questions(prompts: &[String]) -> String {
+    let mut unique: Vec<String> = Vec::new();
+    for prompt in prompts {
+        let text = format!("{:?}", prompt.trim());
+        if !unique.contains(&text) {
+            unique.push(text);
+        }
+    }
+    unique.join(", ")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,18 +217,27 @@ pub enum AuthError {
         attempts: Vec<Attempt>,
         remaining: Vec<String>,
     },
-    #[error("the connection to {host} closed during authentication after {} attempt(s) (the server's MaxAuthTries may be lower than {MAX_KEY_ATTEMPTS}); tried:\n{}", attempts.len(), list(attempts))]
+    #[error("{}", disconnected_text(host, attempts, *at_prompt))]
     Disconnected {
         host: String,
         attempts: Vec<Attempt>,
+        /// How long the last question had been on the screen when the server closed, if it closed
+        /// while one was asked (its LoginGraceTime ran out).
+        at_prompt: Option<std::time::Duration>,
     },
+    /// Ctrl-C at a question.
+    #[error("interrupted at the login prompt for {user}@{host}")]
+    Interrupted { user: String, host: String },
     #[error(transparent)]
     Ssh(#[from] russh::Error),
 }
 
 impl Diagnose for AuthError {
     fn exit_code(&self) -> u8 {
-        exit::AUTH
+        match self {
+            AuthError::Interrupted { .. } => exit::INTERRUPTED,
+            _ => exit::AUTH,
+        }
     }
 
     fn hint(&self) -> Option<String> {
@@ -152,19 +247,80 @@ impl Diagnose for AuthError {
                 escape_controls(&path.display().to_string()),
                 quote(&path.display().to_string())
             )),
-            AuthError::Failed { user, host, .. } => {
-                let (user, host) = (escape_controls(user), escape_controls(host));
-                Some(format!(
-                    "check that the public key is in ~{user}/.ssh/authorized_keys on {host} (or that its certificate's principals include {user}), \
-                     that the right key is configured (key_filename / IdentityFile), and run `slurmkit doctor` to see each step"
-                ))
-            }
+            AuthError::Failed { user, host, attempts, .. } => Some(failed_hint(user, host, attempts)),
+            AuthError::Disconnected { at_prompt: Some(_), .. } => Some(
+                "answer sooner: sshd allows a login only so long (LoginGraceTime, 2 minutes by default); have the code or password ready and run the command again"
+                    .into(),
+            ),
             AuthError::Disconnected { .. } => Some(
                 "set key_filename (and identities_only = true) so only the right key is offered"
                     .into(),
             ),
             _ => None,
         }
+    }
+}
+
+/// Name what was refused: the answers typed, the keys offered, or the lack of a terminal.
+fn failed_hint(user: &str, host: &str, attempts: &[Attempt]) -> String {
+    let (user, host) = (escape_controls(user), escape_controls(host));
+    let mut parts = Vec::new();
+    let refused: Vec<&Attempt> = attempts.iter().filter(|a| a.refused_answers()).collect();
+    if let Some(last) = refused.last() {
+        let what = match last.kind {
+            Method::Password => "the password".to_string(),
+            _ => {
+                let asked: Vec<String> = refused.iter().flat_map(|a| a.answered.clone()).collect();
+                format!("the answers to {}", questions(&asked))
+            }
+        };
+        parts.push(format!(
+            "{host} refused {what} ({} tr{}): check what you type (a one-time code is valid for about 30 s and needs the device's clock to be right) and run the command again",
+            refused.len(),
+            if refused.len() == 1 { "y" } else { "ies" }
+        ));
+    }
+    let unanswered = attempts.iter().any(|a| {
+        matches!(a.kind, Method::KeyboardInteractive | Method::Password)
+            && matches!(a.outcome, Outcome::NotTried(_))
+    });
+    if unanswered && refused.is_empty() {
+        parts.push(format!(
+            "{host} asks questions (a password or a one-time code) that need a terminal: run the command on one"
+        ));
+    }
+    let key_partly_accepted = attempts
+        .iter()
+        .any(|a| a.kind == Method::Key && a.outcome == Outcome::Partial);
+    let keys_refused = attempts
+        .iter()
+        .any(|a| a.kind == Method::Key && a.outcome == Outcome::Refused);
+    if (keys_refused && !key_partly_accepted) || parts.is_empty() {
+        parts.push(format!(
+            "check that the public key is in ~{user}/.ssh/authorized_keys on {host} (or that its certificate's principals include {user}), \
+             that the right key is configured (key_filename / IdentityFile), and run `slurmkit doctor` to see each step"
+        ));
+    }
+    parts.join("; ")
+}
+
+fn disconnected_text(
+    host: &str,
+    attempts: &[Attempt],
+    at_prompt: Option<std::time::Duration>,
+) -> String {
+    let host = escape_controls(host);
+    match at_prompt {
+        Some(waited) => format!(
+            "the connection to {host} closed during authentication while a question was on the screen ({} after it was asked): the time the server allows for logging in (sshd's LoginGraceTime) ran out; tried:\n{}",
+            human_duration(waited.as_secs()),
+            list(attempts)
+        ),
+        None => format!(
+            "the connection to {host} closed during authentication after {} attempt(s) (the server's MaxAuthTries may be lower than {MAX_KEY_ATTEMPTS}); tried:\n{}",
+            attempts.len(),
+            list(attempts)
+        ),
     }
 }
 
@@ -178,6 +334,7 @@ fn expired_text(path: &Path, expired_at: u64) -> String {
 }
 
 fn failed_text(user: &str, host: &str, attempts: &[Attempt], remaining: &[String]) -> String {
+    let (user, host) = (escape_controls(user), escape_controls(host));
     let methods = if remaining.is_empty() {
         "none".to_string()
     } else {
@@ -270,14 +427,12 @@ mod tests {
             user: "alice".into(),
             host: "login".into(),
             attempts: vec![
-                Attempt {
-                    method: "key /home/a/.ssh/id_ed25519".into(),
-                    outcome: "refused".into(),
-                },
-                Attempt {
-                    method: "password".into(),
-                    outcome: "no terminal to ask on".into(),
-                },
+                Attempt::new(Method::Key, "key /home/a/.ssh/id_ed25519", Outcome::Refused),
+                Attempt::new(
+                    Method::Password,
+                    "password",
+                    Outcome::NotTried("no terminal to ask on".into()),
+                ),
             ],
             remaining: vec!["publickey".into(), "password".into()],
         };

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use russh::MethodKind;
 use russh::client::{self, AuthResult, KeyboardInteractiveAuthResponse};
@@ -9,7 +10,9 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
-use super::auth::{Attempt, AuthError, AuthPlan, MAX_KEY_ATTEMPTS, Prompter};
+use super::auth::{
+    Attempt, AuthError, AuthPlan, MAX_KEY_ATTEMPTS, Method, Outcome, PROMPT_TRIES, Prompter,
+};
 use super::handler::ClientHandler;
 use super::signer::{KeySigner, SignError};
 
@@ -27,6 +30,8 @@ pub struct Authenticator<'a> {
     offered: Vec<russh::keys::ssh_key::public::KeyData>,
     /// The server closed the connection (sshd does when MaxAuthTries is exceeded).
     closed: bool,
+    /// Set when the server closed while a question was on the screen: how long it had been there.
+    closed_at_prompt: Option<Duration>,
 }
 
 enum Step {
@@ -51,6 +56,7 @@ impl<'a> Authenticator<'a> {
             remaining: None,
             offered: Vec::new(),
             closed: false,
+            closed_at_prompt: None,
         }
     }
 
@@ -63,11 +69,13 @@ impl<'a> Authenticator<'a> {
             )) => Err(AuthError::Disconnected {
                 host: self.host,
                 attempts: self.attempts,
+                at_prompt: self.closed_at_prompt,
             }),
             Err(AuthError::Failed { attempts, .. }) if self.closed => {
                 Err(AuthError::Disconnected {
                     host: self.host,
                     attempts,
+                    at_prompt: self.closed_at_prompt,
                 })
             }
             Err(e) => Err(e),
@@ -79,10 +87,8 @@ impl<'a> Authenticator<'a> {
         // count it against MaxAuthTries.
         match self.handle.authenticate_none(&self.plan.user).await? {
             AuthResult::Success => {
-                self.attempts.push(Attempt {
-                    method: "none".into(),
-                    outcome: "accepted".into(),
-                });
+                self.attempts
+                    .push(Attempt::new(Method::None, "none", Outcome::Accepted));
                 return Ok(());
             }
             AuthResult::Failure {
@@ -124,12 +130,12 @@ impl<'a> Authenticator<'a> {
     }
 
     /// Record an attempt's result; `Done` on success.
-    fn settle(&mut self, method: String, result: AuthResult) -> Step {
+    fn settle(&mut self, attempt: Attempt, result: AuthResult) -> Step {
         match result {
             AuthResult::Success => {
                 self.attempts.push(Attempt {
-                    method,
-                    outcome: "accepted".into(),
+                    outcome: Outcome::Accepted,
+                    ..attempt
                 });
                 Step::Done
             }
@@ -143,17 +149,21 @@ impl<'a> Authenticator<'a> {
                     self.closed = true;
                 }
                 let outcome = if self.closed {
-                    "no answer: the server closed the connection".to_string()
+                    Outcome::Closed
                 } else if partial_success {
-                    "accepted, but the server requires another method too".to_string()
+                    Outcome::Partial
                 } else {
-                    "refused".to_string()
+                    Outcome::Refused
                 };
-                self.attempts.push(Attempt { method, outcome });
+                self.attempts.push(Attempt { outcome, ..attempt });
                 self.remaining = Some(remaining_methods.iter().copied().collect());
                 Step::Continue
             }
         }
+    }
+
+    fn key_attempt(label: String) -> Attempt {
+        Attempt::new(Method::Key, label, Outcome::Refused)
     }
 
     async fn public_keys(&mut self) -> Result<Step, AuthError> {
@@ -199,9 +209,8 @@ impl<'a> Authenticator<'a> {
                         },
                     })?;
                 self.key_attempts += 1;
-                if let Step::Done =
-                    self.settle(format!("certificate {}", cert_path.display()), result)
-                {
+                let attempt = Self::key_attempt(format!("certificate {}", cert_path.display()));
+                if let Step::Done = self.settle(attempt, result) {
                     return Ok(Step::Done);
                 }
             }
@@ -222,7 +231,8 @@ impl<'a> Authenticator<'a> {
                 )
                 .await?;
             self.key_attempts += 1;
-            if let Step::Done = self.settle(format!("key {}", identity.key.display()), result) {
+            let attempt = Self::key_attempt(format!("key {}", identity.key.display()));
+            if let Step::Done = self.settle(attempt, result) {
                 return Ok(Step::Done);
             }
         }
@@ -304,14 +314,15 @@ impl<'a> Authenticator<'a> {
             self.key_attempts += 1;
             match result {
                 Ok(result) => {
-                    if let Step::Done = self.settle(label, result) {
+                    if let Step::Done = self.settle(Self::key_attempt(label), result) {
                         return Ok(Step::Done);
                     }
                 }
-                Err(e) => self.attempts.push(Attempt {
-                    method: label,
-                    outcome: format!("the agent could not sign: {e}"),
-                }),
+                Err(e) => self.attempts.push(Attempt::new(
+                    Method::Key,
+                    label,
+                    Outcome::NotTried(format!("the agent could not sign: {e}")),
+                )),
             }
         }
         Ok(Step::Continue)
@@ -329,26 +340,28 @@ impl<'a> Authenticator<'a> {
 
     /// Load a private key, asking for its passphrase on the terminal when it is encrypted.
     async fn load_key(&mut self, path: &Path) -> Result<Option<PrivateKey>, AuthError> {
+        let label = format!("key {}", path.display());
         match read_key(path, None).await {
             Ok(key) => return Ok(Some(key)),
             Err(russh::keys::Error::KeyIsEncrypted) => {}
             Err(e) => {
-                self.attempts.push(Attempt {
-                    method: format!("key {}", path.display()),
-                    outcome: format!("unreadable: {e}"),
-                });
+                let outcome = Outcome::NotTried(format!("unreadable: {e}"));
+                self.attempts
+                    .push(Attempt::new(Method::Key, label, outcome));
                 return Ok(None);
             }
         }
-        for _ in 0..3 {
+        for _ in 0..PROMPT_TRIES {
             let prompt = format!("Enter passphrase for key '{}': ", path.display());
             let passphrase = match self.ask(prompt, false).await {
                 Ok(p) => p,
                 Err(e) => {
-                    self.attempts.push(Attempt {
-                        method: format!("key {}", path.display()),
-                        outcome: format!("encrypted, and its passphrase cannot be asked for ({e})"),
-                    });
+                    self.interrupted(&e)?;
+                    let outcome = Outcome::NotTried(format!(
+                        "encrypted, and its passphrase cannot be asked for ({e})"
+                    ));
+                    self.attempts
+                        .push(Attempt::new(Method::Key, label, outcome));
                     return Ok(None);
                 }
             };
@@ -357,10 +370,9 @@ impl<'a> Authenticator<'a> {
                 Err(_) => self.prompter.instructions("Bad passphrase, try again."),
             }
         }
-        self.attempts.push(Attempt {
-            method: format!("key {}", path.display()),
-            outcome: "wrong passphrase".into(),
-        });
+        let outcome = Outcome::NotTried("wrong passphrase".into());
+        self.attempts
+            .push(Attempt::new(Method::Key, label, outcome));
         Ok(None)
     }
 
@@ -372,23 +384,80 @@ impl<'a> Authenticator<'a> {
             .map_err(|e| std::io::Error::other(e.to_string()))?
     }
 
-    async fn keyboard_interactive(&mut self) -> Result<Step, AuthError> {
-        if !self.allows(MethodKind::KeyboardInteractive) {
-            return Ok(Step::Continue);
+    /// Ctrl-C at a question ends authentication (and the command) at once.
+    fn interrupted(&self, error: &std::io::Error) -> Result<(), AuthError> {
+        if error.kind() == std::io::ErrorKind::Interrupted {
+            return Err(AuthError::Interrupted {
+                user: self.plan.user.clone(),
+                host: self.host.clone(),
+            });
         }
+        Ok(())
+    }
+
+    /// `(user@host) `, as OpenSSH prefixes keyboard-interactive questions, so the questions of a jump
+    /// hop and of the target can be told apart.
+    fn asker(&self) -> String {
+        format!("({}@{}) ", self.plan.user, self.host)
+    }
+
+    /// A request sent after the user answered a question: when the server closed meanwhile, remember
+    /// how long the question was on the screen (sshd's LoginGraceTime ends logins that take too long).
+    fn after_prompt<T>(
+        &mut self,
+        asked_at: Instant,
+        result: Result<T, russh::Error>,
+    ) -> Result<T, AuthError> {
+        if let Err(russh::Error::Disconnect | russh::Error::RecvError | russh::Error::SendError) =
+            &result
+        {
+            self.closed_at_prompt = Some(asked_at.elapsed());
+        }
+        Ok(result?)
+    }
+
+    /// keyboard-interactive, tried again after a refusal while the server allows it, up to
+    /// [`PROMPT_TRIES`] times.
+    async fn keyboard_interactive(&mut self) -> Result<Step, AuthError> {
+        for try_number in 1..=PROMPT_TRIES {
+            if !self.allows(MethodKind::KeyboardInteractive) {
+                return Ok(Step::Continue);
+            }
+            if try_number > 1 {
+                self.prompter
+                    .instructions("Permission denied, please try again.");
+            }
+            match self.keyboard_interactive_once().await? {
+                Some(step) => return Ok(step),
+                None => continue,
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    /// One keyboard-interactive exchange: `None` when the server refused the answers.
+    async fn keyboard_interactive_once(&mut self) -> Result<Option<Step>, AuthError> {
         let mut response = self
             .handle
             .authenticate_keyboard_interactive_start(&self.plan.user, None)
             .await?;
+        let mut answered: Vec<String> = Vec::new();
+        let mut asked_at = None;
         let mut rounds = 0;
         loop {
+            let attempt = Attempt::new(
+                Method::KeyboardInteractive,
+                "keyboard-interactive",
+                Outcome::Refused,
+            )
+            .answered(answered.clone());
             match response {
                 KeyboardInteractiveAuthResponse::Success => {
                     self.attempts.push(Attempt {
-                        method: "keyboard-interactive".into(),
-                        outcome: "accepted".into(),
+                        outcome: Outcome::Accepted,
+                        ..attempt
                     });
-                    return Ok(Step::Done);
+                    return Ok(Some(Step::Done));
                 }
                 KeyboardInteractiveAuthResponse::Failure {
                     remaining_methods,
@@ -398,12 +467,20 @@ impl<'a> Authenticator<'a> {
                         remaining_methods,
                         partial_success,
                     };
-                    let step = self.settle("keyboard-interactive".into(), result);
+                    let step = self.settle(attempt, result);
+                    if self.closed
+                        && let Some(asked_at) = asked_at
+                    {
+                        self.closed_at_prompt = Some(Instant::elapsed(&asked_at));
+                    }
                     if partial_success {
                         // Another method is required; keyboard-interactive may be asked for again.
-                        return Box::pin(self.after_partial()).await;
+                        return Box::pin(self.after_partial()).await.map(Some);
                     }
-                    return Ok(step);
+                    if self.closed || answered.is_empty() {
+                        return Ok(Some(step));
+                    }
+                    return Ok(None);
                 }
                 KeyboardInteractiveAuthResponse::InfoRequest {
                     name,
@@ -412,11 +489,9 @@ impl<'a> Authenticator<'a> {
                 } => {
                     rounds += 1;
                     if rounds > 20 {
-                        self.attempts.push(Attempt {
-                            method: "keyboard-interactive".into(),
-                            outcome: "gave up after 20 rounds".into(),
-                        });
-                        return Ok(Step::Continue);
+                        let outcome = Outcome::NotTried("gave up after 20 rounds".into());
+                        self.attempts.push(Attempt { outcome, ..attempt });
+                        return Ok(Some(Step::Continue));
                     }
                     for text in [name, instructions] {
                         if !text.trim().is_empty() {
@@ -425,22 +500,40 @@ impl<'a> Authenticator<'a> {
                     }
                     // An empty round (no prompts) is answered with no responses, or the server waits.
                     let mut answers = Vec::with_capacity(prompts.len());
+                    let round_asked_at = Instant::now();
+                    asked_at = Some(round_asked_at);
                     for prompt in &prompts {
-                        match self.ask(prompt.prompt.clone(), prompt.echo).await {
+                        let question = format!("{}{}", self.asker(), prompt.prompt);
+                        match self.ask(question, prompt.echo).await {
                             Ok(answer) => answers.push(answer),
                             Err(e) => {
-                                self.attempts.push(Attempt {
-                                    method: "keyboard-interactive".into(),
-                                    outcome: format!("the server asked {:?}, and there is no terminal to answer on ({e})", prompt.prompt),
-                                });
-                                return Ok(Step::Continue);
+                                self.interrupted(&e)?;
+                                let outcome = Outcome::NotTried(format!(
+                                    "the server asked {:?}, and there is no terminal to answer on ({e})",
+                                    prompt.prompt
+                                ));
+                                self.attempts.push(Attempt { outcome, ..attempt });
+                                return Ok(Some(Step::Continue));
                             }
                         }
+                        answered.push(prompt.prompt.clone());
                     }
-                    response = self
+                    let sent = self
                         .handle
                         .authenticate_keyboard_interactive_respond(answers)
-                        .await?;
+                        .await;
+                    response = match self.after_prompt(round_asked_at, sent) {
+                        Ok(response) => response,
+                        Err(e) => {
+                            let attempt = Attempt::new(
+                                Method::KeyboardInteractive,
+                                "keyboard-interactive",
+                                Outcome::Closed,
+                            );
+                            self.attempts.push(attempt.answered(answered));
+                            return Err(e);
+                        }
+                    };
                 }
             }
         }
@@ -456,26 +549,53 @@ impl<'a> Authenticator<'a> {
         self.password().await
     }
 
+    /// The password, asked up to [`PROMPT_TRIES`] times while the server allows it.
     async fn password(&mut self) -> Result<Step, AuthError> {
-        if !self.allows(MethodKind::Password) {
-            return Ok(Step::Continue);
-        }
-        let prompt = format!("{}@{}'s password: ", self.plan.user, self.host);
-        let password = match self.ask(prompt, false).await {
-            Ok(password) => password,
-            Err(_) => {
-                self.attempts.push(Attempt {
-                    method: "password".into(),
-                    outcome: "no terminal to ask on".into(),
-                });
+        for try_number in 1..=PROMPT_TRIES {
+            if !self.allows(MethodKind::Password) {
                 return Ok(Step::Continue);
             }
-        };
-        let result = self
-            .handle
-            .authenticate_password(&self.plan.user, password)
-            .await?;
-        Ok(self.settle("password".into(), result))
+            if try_number > 1 {
+                self.prompter
+                    .instructions("Permission denied, please try again.");
+            }
+            let prompt = format!("{}@{}'s password: ", self.plan.user, self.host);
+            let asked_at = Instant::now();
+            let password = match self.ask(prompt.clone(), false).await {
+                Ok(password) => password,
+                Err(e) => {
+                    self.interrupted(&e)?;
+                    let outcome = Outcome::NotTried("no terminal to ask on".into());
+                    self.attempts
+                        .push(Attempt::new(Method::Password, "password", outcome));
+                    return Ok(Step::Continue);
+                }
+            };
+            let attempt =
+                Attempt::new(Method::Password, "password", Outcome::Refused).answered(vec![prompt]);
+            let sent = self
+                .handle
+                .authenticate_password(&self.plan.user, password)
+                .await;
+            let result = match self.after_prompt(asked_at, sent) {
+                Ok(result) => result,
+                Err(e) => {
+                    self.attempts.push(Attempt {
+                        outcome: Outcome::Closed,
+                        ..attempt
+                    });
+                    return Err(e);
+                }
+            };
+            if let Step::Done = self.settle(attempt, result) {
+                return Ok(Step::Done);
+            }
+            if self.closed {
+                self.closed_at_prompt = Some(asked_at.elapsed());
+                break;
+            }
+        }
+        Ok(Step::Continue)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::plugin::PluginError;
 use crate::plugin::caps::GrantError;
 use crate::slurm::SlurmError;
 use crate::ssh::SshError;
-use crate::ssh::auth::{Attempt, AuthError};
+use crate::ssh::auth::{Attempt, AuthError, Method, Outcome};
 use crate::ssh::config::SshConfigError;
 use crate::ssh::known_hosts::Origin;
 use crate::ssh::policy::{HostKeyError, KeyedHost};
@@ -127,15 +127,38 @@ fn host_key_errors() {
 #[test]
 fn ssh_and_auth_errors() {
     let attempts = vec![
-        Attempt {
-            method: "key /home/a/.ssh/id_ed25519".into(),
-            outcome: "refused".into(),
-        },
-        Attempt {
-            method: "password".into(),
-            outcome: "no terminal to ask on".into(),
-        },
+        Attempt::new(Method::Key, "key /home/a/.ssh/id_ed25519", Outcome::Refused),
+        Attempt::new(
+            Method::Password,
+            "password",
+            Outcome::NotTried("no terminal to ask on".into()),
+        ),
     ];
+    // A key accepted as the first of two factors, then a one-time code refused three times.
+    let mut code_refused = vec![Attempt::new(
+        Method::Key,
+        "key /home/a/.ssh/id_ed25519",
+        Outcome::Partial,
+    )];
+    for _ in 0..3 {
+        code_refused.push(
+            Attempt::new(
+                Method::KeyboardInteractive,
+                "keyboard-interactive",
+                Outcome::Refused,
+            )
+            .answered(vec!["Verification code: ".into()]),
+        );
+    }
+    let mut grace_ran_out = code_refused[..1].to_vec();
+    grace_ran_out.push(
+        Attempt::new(
+            Method::KeyboardInteractive,
+            "keyboard-interactive",
+            Outcome::Closed,
+        )
+        .answered(vec!["Verification code: ".into()]),
+    );
     let errors: Vec<Box<dyn Diagnose>> = vec![
         Box::new(SshError::Connect {
             host: "login".into(),
@@ -172,6 +195,22 @@ fn ssh_and_auth_errors() {
         Box::new(AuthError::Disconnected {
             host: "login".into(),
             attempts,
+            at_prompt: None,
+        }),
+        Box::new(AuthError::Failed {
+            user: "alice".into(),
+            host: "login".into(),
+            attempts: code_refused,
+            remaining: vec!["keyboard-interactive".into()],
+        }),
+        Box::new(AuthError::Disconnected {
+            host: "login".into(),
+            attempts: grace_ran_out,
+            at_prompt: Some(std::time::Duration::from_secs(125)),
+        }),
+        Box::new(AuthError::Interrupted {
+            user: "alice".into(),
+            host: "login".into(),
         }),
         Box::new(SshConfigError::BadJump {
             entry: "host:notaport".into(),
