@@ -288,7 +288,19 @@ fn a_plugin_cannot_write_outside_its_grant() {
             "denied: write ledger/link-out/escaped.txt",
             "denied: write inputs/escaped.txt",
             "allowed: write ledger/inside.txt",
+            "denied: symlink ledger/link-absolute -> /etc",
+            "denied: symlink ledger/link-up -> ../..",
+            "denied: symlink ledger/link-down-and-up -> sub/../../..",
+            "allowed: symlink ledger/link-inside -> inside.txt",
         ],
+    );
+    for refused in ["link-absolute", "link-up", "link-down-and-up"] {
+        let link = project.path().join("ledger").join(refused);
+        assert!(link.symlink_metadata().is_err(), "{refused} was created");
+    }
+    assert_eq!(
+        std::fs::read_link(project.path().join("ledger/link-inside")).unwrap(),
+        Path::new("inside.txt")
     );
     assert!(!project.path().join("escaped.txt").exists());
     assert!(!Path::new("/tmp/slurmkit-escaped.txt").exists());

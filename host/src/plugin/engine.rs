@@ -63,6 +63,7 @@ impl PluginEngine {
         // the host imports.
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| load_error(&e))?;
+        super::symlinks::guard(&mut linker).map_err(|e| load_error(&e))?;
         host::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
             &mut linker,
             |s| s,

@@ -16,6 +16,7 @@ mod engine;
 pub mod inspect;
 pub mod renderer;
 pub mod spec;
+mod symlinks;
 
 use std::path::PathBuf;
 use std::sync::Arc;

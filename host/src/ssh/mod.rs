@@ -7,6 +7,7 @@ pub mod config_file;
 pub mod handler;
 pub mod known_hosts;
 pub mod policy;
+mod questions;
 pub mod session;
 mod signer;
 mod tokens;

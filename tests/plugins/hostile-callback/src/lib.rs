@@ -90,6 +90,33 @@ impl Guest for Hostile {
                         &format!("unexpected: write ledger/inside.txt: {e}"),
                     ),
                 }
+                // Links the plugin cannot follow, left on disk for whoever comes next.
+                for (target, link) in [
+                    ("/etc", "ledger/link-absolute"),
+                    ("../..", "ledger/link-up"),
+                    ("sub/../../..", "ledger/link-down-and-up"),
+                ] {
+                    #[allow(deprecated)]
+                    // `soft_link` is the portable spelling; wasip2 has no other in std
+                    match std::fs::soft_link(target, link) {
+                        Ok(()) => log(Level::Error, &format!("BREACH: linked {link} -> {target}")),
+                        Err(e) => log(
+                            Level::Info,
+                            &format!("denied: symlink {link} -> {target}: {e}"),
+                        ),
+                    }
+                }
+                #[allow(deprecated)]
+                match std::fs::soft_link("inside.txt", "ledger/link-inside") {
+                    Ok(()) => log(
+                        Level::Info,
+                        "allowed: symlink ledger/link-inside -> inside.txt",
+                    ),
+                    Err(e) => log(
+                        Level::Error,
+                        &format!("unexpected: symlink ledger/link-inside: {e}"),
+                    ),
+                }
                 Ok(())
             }
             "socket" => {
