@@ -295,38 +295,47 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
         }),
     );
     let mut job_table = toml::Table::new();
-    let checked = |value: &Option<String>, check: fn(&str) -> Result<(), InvalidValue>| {
+    // Each value is checked as it will be read, and a refusal names the flag it came from.
+    let checked = |flag: &'static str,
+                   value: &Option<String>,
+                   check: fn(&str) -> Result<(), InvalidValue>| {
         value
             .as_deref()
-            .map(|v| check(v).map(|()| toml::Value::String(v.to_string())))
+            .map(|v| {
+                check(v)
+                    .map(|()| toml::Value::String(v.to_string()))
+                    .map_err(|source| PlanError::Flag { flag, source })
+            })
             .transpose()
     };
-    set(
-        &mut job_table,
-        "name",
-        checked(&job.name, |v| JobName::parse(v).map(drop))?,
-    );
-    set(
-        &mut job_table,
-        "partition",
-        checked(&job.partition, |v| Partition::parse(v).map(drop))?,
-    );
-    set(
-        &mut job_table,
-        "account",
-        checked(&job.account, |v| Account::parse(v).map(drop))?,
-    );
-    set(
-        &mut job_table,
-        "qos",
-        checked(&job.qos, |v| Qos::parse(v).map(drop))?,
-    );
-    set(
-        &mut job_table,
-        "time",
-        checked(&job.time, |v| TimeLimit::parse(v).map(drop))?,
-    );
+    let job_flags: [(
+        &str,
+        &'static str,
+        &Option<String>,
+        fn(&str) -> Result<(), InvalidValue>,
+    ); 5] = [
+        ("name", "--name", &job.name, |v| JobName::parse(v).map(drop)),
+        ("partition", "--partition", &job.partition, |v| {
+            Partition::parse(v).map(drop)
+        }),
+        ("account", "--account", &job.account, |v| {
+            Account::parse(v).map(drop)
+        }),
+        ("qos", "--qos", &job.qos, |v| Qos::parse(v).map(drop)),
+        ("time", "--time", &job.time, |v| {
+            TimeLimit::parse(v).map(drop)
+        }),
+    ];
+    for (key, flag, value, check) in job_flags {
+        set(&mut job_table, key, checked(flag, value, check)?);
+    }
     if !job.command.is_empty() {
+        for argument in &job.command {
+            crate::types::names::command_argument(argument).map_err(|source| PlanError::Flag {
+                flag: "the command after --",
+                source,
+            })?;
+        }
         let argv = job
             .command
             .iter()
