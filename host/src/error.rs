@@ -35,10 +35,30 @@ pub mod exit {
     pub const JOB_OUT_OF_MEMORY: u8 = 13;
     /// Slurm does not know the job (a wrong id, or one forgotten without accounting).
     pub const JOB_UNKNOWN: u8 = 14;
+    /// `result`: the job ended without writing a result (or some array tasks did not).
+    pub const NO_RESULT: u8 = 15;
+    /// `result`: what the job wrote is not valid JSON.
+    pub const BAD_RESULT: u8 = 16;
+    /// `result`: the job has not ended yet.
+    pub const NOT_FINISHED: u8 = 17;
+    /// `fetch`: files exist where the outputs would go (`--force` replaces them).
+    pub const WOULD_OVERWRITE: u8 = 18;
     /// Interrupted (Ctrl-C), as a shell reports SIGINT.
     pub const INTERRUPTED: u8 = 130;
     /// Stdout was closed by its reader, as a shell reports SIGPIPE.
     pub const BROKEN_PIPE: u8 = 141;
+
+    /// The exit code for a job that ended in `state`.
+    pub fn for_state(state: crate::wit::JobState) -> u8 {
+        use crate::wit::JobState;
+        match state {
+            JobState::Completed => SUCCESS,
+            JobState::Cancelled => JOB_CANCELLED,
+            JobState::Timeout => JOB_TIMEOUT,
+            JobState::OutOfMemory => JOB_OUT_OF_MEMORY,
+            _ => JOB_FAILED,
+        }
+    }
 }
 
 /// An error that knows how it ends a command.

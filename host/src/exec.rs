@@ -99,6 +99,31 @@ pub trait Exec {
         input: &[u8],
     ) -> impl Future<Output = Result<CommandOutput, CommandError>> + Send;
 
+    /// Run `command` with `input` streamed to its standard input as it is produced (then end of file).
+    /// Carriers that can stream override this; the default reads it all first.
+    fn run_stream<R>(
+        &self,
+        command: &ShellCommand,
+        mut input: R,
+    ) -> impl Future<Output = Result<CommandOutput, CommandError>> + Send
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+        Self: Sync,
+    {
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut bytes = Vec::new();
+            input
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| CommandError::NotRun {
+                    command: command.to_string(),
+                    reason: format!("its input could not be made: {e}"),
+                })?;
+            self.run(command, &bytes).await
+        }
+    }
+
     /// Run `command` with nothing on its standard input.
     fn exec(
         &self,

@@ -222,6 +222,8 @@ struct JobFlagsCase {
     account: Option<String>,
     qos: Option<String>,
     time: Option<String>,
+    /// `--arg KEY=JSON`: the key and value meant, and what was written (JSON, or something hostile).
+    args: Vec<(String, String, String)>,
     command: Vec<String>,
 }
 
@@ -284,14 +286,33 @@ fn job_case() -> impl Strategy<Value = JobCase> {
         maybe(field(NAME)),
         maybe(field("[0-9]{1,3}")),
         prop::option::weighted(0.1, prop::collection::vec(hostile_string(), 0..3)),
+        prop::collection::vec(
+            (
+                field("[a-z_]{1,8}"),
+                hostile_string(),
+                prop::bool::weighted(0.9),
+            ),
+            0..3,
+        ),
     )
         .prop_map(
-            |(name, partition, account, qos, time, command)| JobFlagsCase {
+            |(name, partition, account, qos, time, command, args)| JobFlagsCase {
                 name,
                 partition,
                 account,
                 qos,
                 time,
+                args: args
+                    .into_iter()
+                    .map(|(key, value, as_json)| {
+                        let written = if as_json {
+                            format!("{key}={}", serde_json::Value::String(value.clone()))
+                        } else {
+                            format!("{key}={value}")
+                        };
+                        (key, value, written)
+                    })
+                    .collect(),
                 command: command.map(dump_command).unwrap_or_default(),
             },
         );
@@ -343,7 +364,11 @@ fn job_case() -> impl Strategy<Value = JobCase> {
 
 /// The payload every case runs: it prints its arguments and its environment, NUL-separated.
 /// Bash builtins only: one exec per case (the payload's own) keeps a million cases affordable.
-const DUMP: &str = "for a in \"$@\"; do printf 'arg:%s\\0' \"$a\"; done; for n in $(compgen -e); do printf '%s=%s\\0' \"$n\" \"${!n}\"; done";
+/// Its loop variables, and what bash sets itself, are not compared ([`BASH_OWN`]).
+const DUMP: &str = "for __sk_a in \"$@\"; do printf 'arg:%s\\0' \"$__sk_a\"; done; for __sk_n in $(compgen -e); do printf '%s=%s\\0' \"$__sk_n\" \"${!__sk_n}\"; done";
+
+/// Variables whose exported value bash itself sets or changes, and the dump's own.
+const BASH_OWN: &[&str] = &["__sk_a", "__sk_n", "PWD", "OLDPWD", "SHLVL", "_"];
 
 fn dump_command(arguments: Vec<String>) -> Vec<String> {
     let mut argv = vec!["/bin/bash".into(), "-c".into(), DUMP.into(), "dump".into()];
@@ -399,6 +424,7 @@ impl JobCase {
             account: self.flags.account.clone(),
             qos: self.flags.qos.clone(),
             time: self.flags.time.clone(),
+            args: self.flags.args.iter().map(|(_, _, w)| w.clone()).collect(),
             command: self.flags.command.clone(),
         }
     }
@@ -610,6 +636,9 @@ fn run_batch(batch: &[Rendered]) {
             context()
         );
         for (name, value) in &expected.environment {
+            if BASH_OWN.contains(&name.as_str()) {
+                continue;
+            }
             assert_eq!(
                 environment.get(name.as_str()).copied(),
                 Some(value.as_str()),
@@ -712,6 +741,19 @@ fn slurmfile_cases(mut runner: TestRunner, count: u64) -> Tally {
                 continue;
             }
         };
+        // Every --arg that was accepted reached the job's arguments as written (the last of a key wins).
+        for (key, value, written) in &case.flags.args {
+            let last = case.flags.args.iter().rev().find(|(k, _, _)| k == key);
+            if last.map(|(_, _, w)| w) == Some(written)
+                && written.as_str() == format!("{key}={}", serde_json::Value::String(value.clone()))
+            {
+                assert_eq!(
+                    spec.args.get(key).and_then(|v| v.as_str()),
+                    Some(value.as_str()),
+                    "--arg {written:?} did not arrive\ncase: {case:#?}"
+                );
+            }
+        }
         let script = match runtime.block_on(renderer.render(&spec)) {
             Ok(script) => script,
             Err(error) => {

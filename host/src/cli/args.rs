@@ -122,6 +122,28 @@ pub enum Command {
         /// Wait until the jobs end; the exit code reflects how they ended.
         #[arg(long)]
         wait: bool,
+        /// With --wait: fetch each job's outputs once it ends (into ./<name>-<id>).
+        #[arg(long, requires = "wait")]
+        fetch: bool,
+        /// Submit only the named jobs, not the jobs they run after: those are taken from the latest
+        /// submission of each from here.
+        #[arg(long)]
+        only: bool,
+    },
+    /// Print a job's result: the JSON it wrote to $SLURMKIT_RESULT (for an array, a list in task
+    /// order, null where a task wrote none). Exit code: 15 no result written, 16 not JSON, 17 not ended
+    /// yet, 10-13 the job failed.
+    Result { job_id: JobId },
+    /// Copy a job's outputs (its `outputs` globs) from its job directory. Nothing is replaced unless
+    /// --force is given (exit code 18 otherwise).
+    Fetch {
+        job_id: JobId,
+        /// Where to put them (default: ./<name>-<id>).
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Replace files that are already there.
+        #[arg(long)]
+        force: bool,
     },
     /// Show the state of jobs (default: the ones submitted recently from here).
     Status {
@@ -200,6 +222,9 @@ pub struct JobOverrides {
     /// Time limit: minutes, [D-]HH:MM:SS, or with a unit (30m, 2h).
     #[arg(long)]
     pub time: Option<String>,
+    /// A job argument, as KEY=JSON (`--arg lr=0.1 --arg 'layers=[64,64]'`), over the Slurmfile's `args`.
+    #[arg(long = "arg", value_name = "KEY=JSON")]
+    pub args: Vec<String>,
     /// Run this command instead of the Slurmfile's (everything after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -213,6 +238,7 @@ impl JobOverrides {
             account: self.account.clone(),
             qos: self.qos.clone(),
             time: self.time.clone(),
+            args: self.args.clone(),
             command: self.command.clone(),
         }
     }

@@ -12,7 +12,7 @@ use super::diagnostics::{self, Failure};
 use super::plugins::{engine, load_renderer};
 use super::terminal::TerminalPrompter;
 use crate::error::{Diagnose, exit};
-use crate::lifecycle::{LifecycleError, Plan, Session, Target, logs, observe, submit};
+use crate::lifecycle::{LifecycleError, Plan, Session, Target, logs, observe, stage, submit};
 use crate::plugin::PluginEngine;
 use crate::types::names::JobId;
 use crate::types::status::{JobState, JobStatus};
@@ -30,7 +30,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .map_err(|e| std::io::Error::other(e.to_string()))??;
     match cli.command {
         Command::Render { job, .. } => render(&plan, job).await,
-        Command::Submit { jobs, wait, .. } => submit(&plan, &jobs, wait).await,
+        Command::Submit {
+            jobs,
+            wait,
+            fetch,
+            only,
+            ..
+        } => submit(&plan, &jobs, wait, fetch, only).await,
+        Command::Result { job_id } => super::work::result(&plan, &job_id).await,
+        Command::Fetch { job_id, to, force } => {
+            super::work::fetch(&plan, &job_id, to.as_deref(), force).await
+        }
         Command::Status { job_ids, json } => status(&plan, &job_ids, json).await,
         Command::Wait { job_ids, timeout } => wait(&plan, &job_ids, timeout).await,
         Command::Cancel { job_ids } => cancel(&plan, &job_ids).await,
@@ -49,6 +59,20 @@ async fn render(plan: &Plan, job: Option<String>) -> Result<ExitCode, Failure> {
     let engine = engine(plan)?;
     let renderer = load_renderer(&engine, plan).await?;
     let script = renderer.render(&spec).await?;
+    // As submitted: with slurmkit's prologue, each dependency's directory shown by its job's name.
+    let dependencies: Vec<stage::DependencyDir> = spec
+        .after
+        .iter()
+        .map(|after| stage::DependencyDir {
+            variable: crate::types::work::dependency_variable(&after.job),
+            dir: format!("<the job directory of {} when submitted>", after.job),
+        })
+        .collect();
+    let script = stage::with_prologue(
+        spec.name.as_str(),
+        &script,
+        &stage::prologue(&spec, &dependencies),
+    )?;
     let mut out = std::io::stdout().lock();
     out.write_all(script.as_bytes())?;
     out.flush()?;
@@ -56,7 +80,7 @@ async fn render(plan: &Plan, job: Option<String>) -> Result<ExitCode, Failure> {
 }
 
 /// Connect, run `command` in the session, and finish the session whatever happened.
-async fn in_session<T>(
+pub(super) async fn in_session<T>(
     plan: &Plan,
     target: Target,
     engine: &PluginEngine,
@@ -75,9 +99,15 @@ async fn in_session<T>(
     result
 }
 
-async fn submit(plan: &Plan, jobs: &[String], wait_for_end: bool) -> Result<ExitCode, Failure> {
+async fn submit(
+    plan: &Plan,
+    jobs: &[String],
+    wait_for_end: bool,
+    fetch: bool,
+    only: bool,
+) -> Result<ExitCode, Failure> {
     // The whole plan first: nothing is compiled or contacted for a job or cluster that cannot work.
-    let specs = plan.jobs(jobs)?;
+    let specs = plan.graph(jobs, only)?;
     let target = plan.target().await?;
     let engine = engine(plan)?;
     let renderer = load_renderer(&engine, plan).await?;
@@ -121,7 +151,19 @@ async fn submit(plan: &Plan, jobs: &[String], wait_for_end: bool) -> Result<Exit
         }
         session.outbox.deliver_due().await;
         let statuses = observe::wait(session, &submitted, None).await?;
-        Ok(report_final(&statuses))
+        let code = report_final(&statuses);
+        if fetch {
+            for (spec, id) in specs.iter().zip(&submitted) {
+                if spec.outputs.is_empty() {
+                    continue;
+                }
+                if let Err(error) = super::work::fetch_into(session, id, None, false).await {
+                    diagnostics::report(&error);
+                    return Ok(ExitCode::from(error.exit_code()));
+                }
+            }
+        }
+        Ok(code)
     })
     .await
 }
@@ -237,13 +279,7 @@ fn report_final(statuses: &[JobStatus]) -> ExitCode {
 
 /// The exit code for a job that reached `state`.
 pub fn exit_code_for_state(state: JobState) -> u8 {
-    match state {
-        JobState::Completed => exit::SUCCESS,
-        JobState::Cancelled => exit::JOB_CANCELLED,
-        JobState::Timeout => exit::JOB_TIMEOUT,
-        JobState::OutOfMemory => exit::JOB_OUT_OF_MEMORY,
-        _ => exit::JOB_FAILED,
-    }
+    exit::for_state(state)
 }
 
 fn print_table(statuses: &[JobStatus]) -> std::io::Result<()> {

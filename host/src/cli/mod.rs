@@ -16,6 +16,7 @@ mod doctor;
 mod plugin_cmd;
 mod plugins;
 mod terminal;
+mod work;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -7,6 +7,7 @@
 //! its own first, so an unknown key or a bad value is reported with its file and line, then the
 //! selected layers are merged and read into [`Settings`].
 
+pub mod locate;
 mod settings;
 
 pub use settings::{
@@ -243,30 +244,44 @@ fn merge_layer(base: &mut toml::Table, over: toml::Table) {
 }
 
 fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
-    let (line, column, snippet) = match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-            let column = span.start - line_start + 1;
-            let line_text = text[line_start..].lines().next().unwrap_or("");
-            let width = (span.end.saturating_sub(span.start))
-                .clamp(1, line_text.len().saturating_sub(column - 1).max(1));
-            let gutter = line.to_string();
-            let snippet = format!(
-                "{pad} |\n{gutter} | {line_text}\n{pad} | {marks}",
-                pad = " ".repeat(gutter.len()),
-                marks = " ".repeat(column - 1) + &"^".repeat(width)
-            );
-            (line, column, snippet)
-        }
-        None => (1, 1, String::new()),
-    };
+    let message = error.message().trim().to_string();
+    match error.span() {
+        Some(span) => located(path, text, span, message),
+        None => ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+            snippet: String::new(),
+        },
+    }
+}
+
+/// An error about the text at `span`: its line and column, and the line with the place marked.
+pub(crate) fn located(
+    path: &Path,
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: String,
+) -> ConfigError {
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = span.start - line_start + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let width = (span.end.saturating_sub(span.start))
+        .clamp(1, line_text.len().saturating_sub(column - 1).max(1));
+    let gutter = line.to_string();
+    let snippet = format!(
+        "{pad} |\n{gutter} | {line_text}\n{pad} | {marks}",
+        pad = " ".repeat(gutter.len()),
+        marks = " ".repeat(column - 1) + &"^".repeat(width)
+    );
     ConfigError::Parse {
         path: path.to_path_buf(),
         line,
         column,
-        message: error.message().trim().to_string(),
+        message,
         snippet,
     }
 }

@@ -11,6 +11,7 @@ use crate::types::spec::{
     HostName, JobBaseDir, ModuleName, ScriptText, UserName,
 };
 use crate::types::units::{ByteCount, Memory, NodeCount, ShortDuration, TimeLimit};
+use crate::types::work::{InputSetting, RelativeGlob};
 use crate::wit::EventKind;
 
 /// The whole file as written: the defaults plus the environments that may override them.
@@ -127,6 +128,24 @@ pub struct JobSettings {
     pub error: Option<DirectiveText>,
     /// Extra `#SBATCH` options, one per entry: `"--mail-type=END"`.
     pub extra_directives: Option<Vec<ExtraDirective>>,
+    /// Files to stage into the job directory: globs relative to the Slurmfile, or `{ from, to }`.
+    pub inputs: Option<Vec<InputSetting>>,
+    /// Globs (relative to the job directory) of what `slurmkit fetch` copies back.
+    pub outputs: Option<Vec<RelativeGlob>>,
+    /// The JSON object the job reads from `$SLURMKIT_ARGS`.
+    pub args: Option<toml::Table>,
+    /// One table per array task: task `i` reads item `i` as its args.
+    pub items: Option<Vec<toml::Value>>,
+    /// A JSON Lines file (relative to the Slurmfile), one object per array task.
+    pub items_file: Option<String>,
+    /// How many tasks of the array run at once (sbatch's `--array=...%N`).
+    pub max_concurrent: Option<std::num::NonZeroU32>,
+    /// Jobs of this Slurmfile to run after once they succeeded (`afterok`).
+    pub after: Option<Vec<JobName>>,
+    /// ... once they ended, however (`afterany`).
+    pub after_any: Option<Vec<JobName>>,
+    /// ... once they failed (`afternotok`).
+    pub after_not_ok: Option<Vec<JobName>>,
 }
 
 /// One `[job]` or `[jobs.<name>]` table as written: it says at most one thing to run, so a mistake is

@@ -51,6 +51,14 @@ pub enum LifecycleError {
     Refused { status: String, message: String },
     #[error("could not write the job directory {job_dir}: {message}")]
     NotStaged { job_dir: String, message: String },
+    #[error("{message}")]
+    Script { message: String },
+    #[error("not submitted: it runs after job {dependency}, which was not submitted")]
+    DependencyNotSubmitted { dependency: String },
+    #[error(
+        "not submitted: it runs after job {dependency}, and no submission of {dependency} from this machine has a job id"
+    )]
+    NoEarlierSubmission { dependency: String },
     #[error("the outcome of submitting {job_dir} is unknown: {cause}")]
     SubmissionUncertain { job_dir: String, cause: SlurmError },
     #[error("job {job_id} was queued but this machine's journal could not record it")]
@@ -93,6 +101,8 @@ impl Diagnose for LifecycleError {
                 LifecycleError::UnknownJob { .. } => exit::JOB_UNKNOWN,
                 LifecycleError::WaitTimedOut { .. } => exit::WAIT_TIMEOUT,
                 LifecycleError::Output(_) => exit::INTERNAL,
+                LifecycleError::Script { .. } => exit::PLUGIN,
+                LifecycleError::NoEarlierSubmission { .. } => exit::CONFIG,
                 _ => exit::CLUSTER,
             },
         }
@@ -121,6 +131,12 @@ impl Diagnose for LifecycleError {
             ),
             LifecycleError::SubmissionUncertain { .. } => Some(
                 "the job may be queued: the next slurmkit command that connects finds its id in the job directory and journals it. Run `slurmkit status` before submitting again".into(),
+            ),
+            LifecycleError::NoEarlierSubmission { dependency } => Some(format!(
+                "submit it first (`slurmkit submit {dependency}`), or submit without --only so the jobs it runs after go too"
+            )),
+            LifecycleError::DependencyNotSubmitted { .. } => Some(
+                "fix the job it runs after (its own error is listed too) and submit again".into(),
             ),
             LifecycleError::NotRecorded { .. } => Some(
                 "do not resubmit: the job is queued. `slurmkit status` will pick it up from its job directory once the journal can be written".into(),

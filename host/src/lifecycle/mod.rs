@@ -9,15 +9,20 @@
 //! - [`logs`]: reading and following a job's output.
 //! - [`outbox`]: lifecycle events, journaled, then delivered to callbacks.
 
+mod after;
 mod error;
+pub mod fetch;
 mod hops;
 pub mod logs;
 pub mod observe;
 pub mod outbox;
 pub mod plan;
 pub mod remote;
+pub mod results;
 pub mod session;
+pub mod stage;
 pub mod submit;
+pub mod work;
 
 pub use error::{LifecycleError, PlanError};
 pub use plan::{Dirs, Flags, JobFlags, Plan};

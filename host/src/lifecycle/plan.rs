@@ -19,6 +19,7 @@ use crate::types::units::TimeLimit;
 
 use super::error::{PlanError, refuse};
 use super::remote::Target;
+use super::work;
 
 /// What the command line says about where and how to run, above the Slurmfile.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +46,8 @@ pub struct JobFlags {
     pub account: Option<String>,
     pub qos: Option<String>,
     pub time: Option<String>,
+    /// `KEY=JSON` arguments, over the Slurmfile's `args`.
+    pub args: Vec<String>,
     /// Run this instead of what the Slurmfile says.
     pub command: Vec<String>,
 }
@@ -192,6 +195,10 @@ impl Plan {
         config::merge_job(&mut table, layer(&self.top, "job"));
         let settings: JobSettings = self.read(table)?;
         let payload = payload(&settings, self.base_dir())?;
+        let origin = work::Origin {
+            file: self.file.as_ref(),
+            entry,
+        };
         let name = match (&settings.name, entry) {
             (Some(name), _) => name.clone(),
             (None, Some(entry)) => {
@@ -202,7 +209,43 @@ impl Plan {
             }
             (None, None) => default_name(&payload),
         };
-        Ok(spec_from(name, payload, settings))
+        let mut spec = spec_from(name, payload, &settings);
+        work::resolve(&mut spec, &settings, &origin, self.base_dir())?;
+        Ok(spec)
+    }
+
+    /// The jobs to submit for `names`: with `only`, just those (their `after` jobs are looked up among
+    /// earlier submissions); otherwise each with every job it runs after, dependencies first.
+    pub fn graph(&self, names: &[String], only: bool) -> Result<Vec<JobSpec>, PlanError> {
+        let selected = self.jobs(names)?;
+        if only {
+            return Ok(selected);
+        }
+        let entries = self.file_table("jobs");
+        let defined: Vec<String> = entries.keys().cloned().collect();
+        let roots: Vec<String> = selected
+            .iter()
+            .filter_map(|spec| spec.entry.as_ref().map(|e| e.to_string()))
+            .collect();
+        if roots.len() < selected.len() {
+            // `[job]` alone, or a command from the command line: nothing to run after.
+            if let Some(spec) = selected.iter().find(|s| !s.after.is_empty()) {
+                return Err(PlanError::Refused(format!(
+                    "job {} runs after other jobs, which only a [jobs.<name>] entry can do",
+                    spec.name
+                )));
+            }
+            return Ok(selected);
+        }
+        let after_of = |name: &str| -> Result<Vec<String>, PlanError> {
+            let spec = self.job(Some(name), &entries)?;
+            Ok(spec.after.iter().map(|a| a.job.to_string()).collect())
+        };
+        let order = work::order(&roots, &after_of, &defined, self.file.as_ref())?;
+        order
+            .iter()
+            .map(|name| self.job(Some(name), &entries))
+            .collect()
     }
 
     fn file_table(&self, key: &str) -> toml::Table {
@@ -308,12 +351,8 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
             })
             .transpose()
     };
-    let job_flags: [(
-        &str,
-        &'static str,
-        &Option<String>,
-        fn(&str) -> Result<(), InvalidValue>,
-    ); 5] = [
+    type Check = fn(&str) -> Result<(), InvalidValue>;
+    let job_flags: [(&str, &'static str, &Option<String>, Check); 5] = [
         ("name", "--name", &job.name, |v| JobName::parse(v).map(drop)),
         ("partition", "--partition", &job.partition, |v| {
             Partition::parse(v).map(drop)
@@ -328,6 +367,14 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
     ];
     for (key, flag, value, check) in job_flags {
         set(&mut job_table, key, checked(flag, value, check)?);
+    }
+    if !job.args.is_empty() {
+        let mut args = toml::Table::new();
+        for arg in &job.args {
+            let (key, value) = parse_arg(arg)?;
+            args.insert(key, value);
+        }
+        job_table.insert("args".into(), toml::Value::Table(args));
     }
     if !job.command.is_empty() {
         for argument in &job.command {
@@ -348,6 +395,30 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
     top.insert("cluster".into(), toml::Value::Table(cluster));
     top.insert("job".into(), toml::Value::Table(job_table));
     Ok(top)
+}
+
+/// `--arg KEY=JSON` as a TOML value (JSON has no TOML form for `null`).
+fn parse_arg(arg: &str) -> Result<(String, toml::Value), PlanError> {
+    let refuse = |rule: &'static str| PlanError::Flag {
+        flag: "--arg",
+        source: InvalidValue {
+            what: "job argument",
+            value: arg.to_string(),
+            rule,
+        },
+    };
+    let (key, json) = arg
+        .split_once('=')
+        .ok_or_else(|| refuse("write KEY=JSON, e.g. --arg lr=0.1 or --arg name='\"run 1\"'"))?;
+    if key.is_empty() || key.chars().any(char::is_control) {
+        return Err(refuse("the key before = must be a name"));
+    }
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|_| {
+        refuse("the value after = must be JSON: numbers and true/false as they are, strings in double quotes (--arg name='\"run 1\"')")
+    })?;
+    let value = toml::Value::try_from(&value)
+        .map_err(|_| refuse("null has no place in a job's arguments; leave the key out"))?;
+    Ok((key.to_string(), value))
 }
 
 fn payload(settings: &JobSettings, base: &Path) -> Result<Payload, PlanError> {
@@ -384,49 +455,48 @@ fn default_name(payload: &Payload) -> JobName {
         .unwrap_or_else(|| JobName::parse("job").expect("valid"))
 }
 
-fn spec_from(name: JobName, payload: Payload, settings: JobSettings) -> JobSpec {
-    JobSpec {
-        name,
-        payload,
-        working_dir: settings.working_dir,
-        environment: settings
-            .environment
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, value)| (name.into_string(), value.into_string()))
-            .collect(),
-        modules: settings
-            .modules
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.into_string())
-            .collect(),
-        partition: settings.partition,
-        account: settings.account,
-        qos: settings.qos,
-        reservation: settings.reservation,
-        time_limit: settings.time,
-        nodes: settings.nodes,
-        ntasks: settings.ntasks,
-        ntasks_per_node: settings.ntasks_per_node,
-        cpus_per_task: settings.cpus_per_task,
-        memory: settings.mem,
-        mem_per_cpu: settings.mem_per_cpu,
-        gpus: settings.gpus,
-        gres: settings.gres,
-        constraint: settings.constraint,
-        exclusive: settings.exclusive.unwrap_or(false),
-        array: settings.array,
-        dependencies: settings.dependency.map(|d| d.0).unwrap_or_default(),
-        output: settings.output,
-        error: settings.error,
-        extra_directives: settings
-            .extra_directives
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| d.into_string())
-            .collect(),
-    }
+fn spec_from(name: JobName, payload: Payload, settings: &JobSettings) -> JobSpec {
+    let settings = settings.clone();
+    let mut spec = JobSpec::new(name, payload);
+    spec.working_dir = settings.working_dir;
+    spec.environment = settings
+        .environment
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name.into_string(), value.into_string()))
+        .collect();
+    spec.modules = settings
+        .modules
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.into_string())
+        .collect();
+    spec.partition = settings.partition;
+    spec.account = settings.account;
+    spec.qos = settings.qos;
+    spec.reservation = settings.reservation;
+    spec.time_limit = settings.time;
+    spec.nodes = settings.nodes;
+    spec.ntasks = settings.ntasks;
+    spec.ntasks_per_node = settings.ntasks_per_node;
+    spec.cpus_per_task = settings.cpus_per_task;
+    spec.memory = settings.mem;
+    spec.mem_per_cpu = settings.mem_per_cpu;
+    spec.gpus = settings.gpus;
+    spec.gres = settings.gres;
+    spec.constraint = settings.constraint;
+    spec.exclusive = settings.exclusive.unwrap_or(false);
+    spec.array = settings.array;
+    spec.dependencies = settings.dependency.map(|d| d.0).unwrap_or_default();
+    spec.output = settings.output;
+    spec.error = settings.error;
+    spec.extra_directives = settings
+        .extra_directives
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.into_string())
+        .collect();
+    spec
 }
 
 #[cfg(test)]

@@ -95,6 +95,20 @@ impl Exec for Connection {
     ) -> Result<CommandOutput, CommandError> {
         match self {
             Connection::Ssh(session) => session.run(command, input).await,
+            Connection::Local => run_locally(command, std::io::Cursor::new(input.to_vec())).await,
+        }
+    }
+
+    async fn run_stream<R>(
+        &self,
+        command: &ShellCommand,
+        input: R,
+    ) -> Result<CommandOutput, CommandError>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    {
+        match self {
+            Connection::Ssh(session) => session.run_stream(command, input).await,
             Connection::Local => run_locally(command, input).await,
         }
     }
@@ -102,7 +116,10 @@ impl Exec for Connection {
 
 /// Run a command line on this machine through `/bin/sh -c`, so the `local` and `ssh` backends share
 /// every command line (and its quoting).
-async fn run_locally(command: &ShellCommand, input: &[u8]) -> Result<CommandOutput, CommandError> {
+async fn run_locally<R>(command: &ShellCommand, mut input: R) -> Result<CommandOutput, CommandError>
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+{
     use std::os::unix::process::ExitStatusExt;
     use tokio::io::AsyncWriteExt;
     tracing::debug!(command = %command.as_str(), "running locally");
@@ -120,10 +137,10 @@ async fn run_locally(command: &ShellCommand, input: &[u8]) -> Result<CommandOutp
         .spawn()
         .map_err(not_run)?;
     let mut stdin = child.stdin.take().expect("piped");
-    let input = input.to_vec();
     // Written while the output is read, so neither side waits on a full pipe.
     let writer = tokio::spawn(async move {
-        let _ = stdin.write_all(&input).await;
+        let _ = tokio::io::copy(&mut input, &mut stdin).await;
+        let _ = stdin.shutdown().await;
     });
     let output = child.wait_with_output().await.map_err(not_run)?;
     let _ = writer.await;

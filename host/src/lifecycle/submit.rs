@@ -9,15 +9,17 @@
 use std::time::SystemTime;
 
 use super::LifecycleError;
+use super::after::{dependencies, dependency_name, earlier_submissions};
 use super::outbox::{EventDetail, HostEvent, queue};
 use super::session::Session;
+use super::stage;
 use crate::exec::Exec;
 use crate::journal::{CallbackRoute, Journal, JournalError, Submission, now_ms};
 use crate::plugin::renderer::Renderer;
 use crate::slurm::SlurmError;
 use crate::slurm::recover::{self, DirState, Wanted};
-use crate::slurm::submit::{self as exchange, Outcome, StagedFile, StagedJob};
-use crate::types::job_dir::{SCRIPT_FILE, SPEC_FILE, job_dir_name};
+use crate::slurm::submit::{self as exchange, Outcome, StagedJob};
+use crate::types::job_dir::job_dir_name;
 use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 use crate::types::spec::JobSpec;
@@ -47,7 +49,10 @@ struct Rendered {
     spec: JobSpec,
     dir_name: String,
     dir: String,
+    /// The renderer's script with slurmkit's prologue.
     script: String,
+    /// What it runs after, for the exchange (`-`, or sbatch's syntax with `@<directory>`).
+    after: String,
 }
 
 /// What to journal about one job once sbatch answered: its events, then its new state (none: it stays
@@ -94,29 +99,52 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
                 .collect();
         }
     };
+    // Directory names first: a job's prologue names the directories of the jobs it runs after. Unique
+    // in this batch too: two jobs of the same name in the same second may draw the same suffix.
+    let mut dir_names: Vec<String> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = loop {
+            let name = job_dir_name(&spec.name, SystemTime::now());
+            if !dir_names.contains(&name) {
+                break name;
+            }
+        };
+        dir_names.push(name);
+    }
+    let earlier = earlier_submissions(session, specs).await;
     // Render every job before anything is recorded or created: a renderer that refuses a job leaves
     // no trace of it.
     let mut rendered: Vec<Rendered> = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
-        // Unique in this batch too: two jobs of the same name in the same second may draw the same
-        // random suffix.
-        let dir_name = loop {
-            let name = job_dir_name(&spec.name, SystemTime::now());
-            if !rendered.iter().any(|r| r.dir_name == name) {
-                break name;
-            }
-        };
+        let dir_name = dir_names[index].clone();
         let dir = format!("{base}/{dir_name}");
         let spec = spec.anchored_in(&dir);
-        match renderer.render(&spec).await {
+        let resolved = dependencies(index, &spec, specs, &dir_names, &base, &earlier, &results);
+        let (dependency_dirs, after) = match resolved {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                results[index] = Some(failed(&spec, error));
+                continue;
+            }
+        };
+        let script = match renderer.render(&spec).await {
+            Ok(script) => script,
+            Err(error) => {
+                results[index] = Some(failed(&spec, error.into()));
+                continue;
+            }
+        };
+        let prologue = stage::prologue(&spec, &dependency_dirs);
+        match stage::with_prologue(spec.name.as_str(), &script, &prologue) {
             Ok(script) => rendered.push(Rendered {
                 index,
                 spec,
                 dir_name,
                 dir,
                 script,
+                after,
             }),
-            Err(error) => results[index] = Some(failed(&spec, error.into())),
+            Err(error) => results[index] = Some(failed(&spec, error)),
         }
     }
     // Journal them all as `submitting` before anything is sent: a job that reaches sbatch is always on
@@ -133,14 +161,25 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
     if !prepared.is_empty() {
         let nonce = format!("slurmkit-{:016x}", rand::random::<u64>());
         let jobs: Vec<StagedJob> = prepared.iter().map(|job| job.staged.clone()).collect();
-        let (command, input) = exchange::command(&nonce, &base, &jobs);
-        let reply = match session.conn.run(&command, &input).await {
-            Ok(output) => exchange::reply(&nonce, jobs.len(), &output),
-            Err(error) => exchange::Reply {
+        let count = jobs.len();
+        let command = exchange::command(&nonce, &base, &jobs);
+        let reply = match send(session, &command, jobs).await {
+            (Ok(output), Ok(())) => exchange::reply(&nonce, count, &output),
+            // The stream broke off (an input unreadable or changed): tar refused the rest, so
+            // nothing was submitted.
+            (_, Err(error)) => exchange::Reply {
                 home: None,
-                staged: vec![false; jobs.len()],
-                outcomes: jobs
-                    .iter()
+                staged: vec![false; count],
+                outcomes: (0..count)
+                    .map(|_| Outcome::NotStaged {
+                        message: format!("the inputs could not be sent: {error}"),
+                    })
+                    .collect(),
+            },
+            (Err(error), Ok(())) => exchange::Reply {
+                home: None,
+                staged: vec![false; count],
+                outcomes: (0..count)
                     .map(|_| Outcome::Uncertain {
                         cause: SlurmError::Command(error.clone()),
                     })
@@ -165,6 +204,45 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
         .into_iter()
         .map(|r| r.expect("every job has a result"))
         .collect()
+}
+
+/// Run the exchange with the job directories streamed to it as a tar archive, written on a blocking
+/// thread (inputs are read from disk as they go) into a pipe the connection reads from. Returns the
+/// command's output and whether the whole stream was written.
+async fn send(
+    session: &Session,
+    command: &ShellCommand,
+    jobs: Vec<StagedJob>,
+) -> (
+    Result<crate::exec::CommandOutput, crate::exec::CommandError>,
+    Result<(), std::io::Error>,
+) {
+    let (reader, writer) = match std::io::pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            return (
+                Err(crate::exec::CommandError::NotRun {
+                    command: command.to_string(),
+                    reason: format!("cannot make a pipe: {e}"),
+                }),
+                Err(e),
+            );
+        }
+    };
+    let writing = tokio::task::spawn_blocking(move || {
+        exchange::write_archive(
+            &jobs,
+            std::io::BufWriter::with_capacity(1 << 20, writer),
+            &mut |_| {},
+        )
+    });
+    let input = tokio::fs::File::from_std(std::fs::File::from(std::os::fd::OwnedFd::from(reader)));
+    let output = session.conn.run_stream(command, input).await;
+    let written = match writing.await {
+        Ok(result) => result,
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    };
+    (output, written)
 }
 
 /// Where job directories go, absolute: `job_base_dir` with `~/` (or a relative path) under the remote
@@ -259,28 +337,13 @@ async fn journal_all(
             .into_iter()
             .zip(ids)
             .map(|(job, submission_id)| {
-                let spec_json =
-                    serde_json::to_vec_pretty(&job.spec).expect("a job spec always serializes");
+                let staged = stage::staged_job(&job.dir_name, job.script, &job.spec, job.after);
                 Prepared {
                     index: job.index,
                     submission_id,
                     spec: job.spec,
                     dir: job.dir,
-                    staged: StagedJob {
-                        dir_name: job.dir_name,
-                        files: vec![
-                            StagedFile {
-                                name: SCRIPT_FILE,
-                                mode: 0o750,
-                                bytes: job.script.into_bytes(),
-                            },
-                            StagedFile {
-                                name: SPEC_FILE,
-                                mode: 0o640,
-                                bytes: spec_json,
-                            },
-                        ],
-                    },
+                    staged,
                 }
             })
             .collect()),
@@ -340,6 +403,10 @@ async fn settle_all(
                 job_dir: job.dir.clone(),
                 message,
             }),
+            Outcome::Blocked { dependency } => {
+                let name = dependency_name(&dependency);
+                Settled::Rejected(LifecycleError::DependencyNotSubmitted { dependency: name })
+            }
             Outcome::Uncertain { cause } => Settled::Open(LifecycleError::SubmissionUncertain {
                 job_dir: job.dir.clone(),
                 cause,

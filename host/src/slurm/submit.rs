@@ -21,11 +21,13 @@ use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 
 /// The script, one line (a csh login shell rejects a quoted newline). Arguments: the nonce, the base
-/// directory, the staging directory, then each job directory's name. `set -C` makes every `>` an
-/// exclusive create: nothing is overwritten, and `.sbatch.claim` is an atomic claim on running sbatch in
-/// a directory, which a recovery that gives up on the directory takes first (see [`super::recover`]).
-/// The umask for the staged files is set only where they are unpacked: sbatch hands its own umask to
-/// the job.
+/// directory, the staging directory, then for each job its directory's name and what it runs after
+/// (`-`, or sbatch's `--dependency` syntax where `@<directory>` stands for the id of a job submitted
+/// earlier in this run, read from its `job_id`; a job whose dependency was not submitted is not either).
+/// `set -C` makes every `>` an exclusive create: nothing is overwritten, and `.sbatch.claim` is an
+/// atomic claim on running sbatch in a directory, which a recovery that gives up on the directory takes
+/// first (see [`super::recover`]). The umask for the staged files is set only where they are unpacked:
+/// sbatch hands its own umask to the job.
 const SCRIPT: &str = concat!(
     r#"n=$1; base=$2; stage=$3; shift 3; set -C; printf '%s home %s\n' "$n" "$HOME"; "#,
     r#"say() { printf '%s\n' "$3" | while IFS= read -r l || [ -n "$l" ]; do [ -n "$l" ] && printf '%s %s %s %s\n' "$n" "$1" "$2" "$l"; done; }; "#,
@@ -33,9 +35,14 @@ const SCRIPT: &str = concat!(
     r#"for s in "$base"/.slurmkit-stage-*; do [ -d "$s" ] && find "$base" -maxdepth 1 -name '.slurmkit-stage-*' -mmin +60 -exec rm -rf {} + 2>/dev/null; break; done; "#,
     r#"if e=$(umask 027; mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1); then "#,
     r#"mv -n -- "$stage"/* "$base"/ 2>/dev/null; ok=1; else ok=0; fi; "#,
-    r#"i=0; for d do "#,
-    r#"if [ $ok = 1 ] && [ ! -e "$stage/$d" ] && cd -- "$base/$d" && : 2>/dev/null >.sbatch.claim; then printf '%s staged %s\n' "$n" "$i"; "#,
-    r#"sbatch --parsable job.sbatch >job_id 2>.sbatch.err; r=$?; printf '%s\n' "$r" >.sbatch.status; "#,
+    r#"i=0; while [ $# -ge 2 ]; do d=$1; w=$2; shift 2; dep=; bad=; "#,
+    // Resolve `@<directory>` to the id sbatch wrote there (its last line, before any `;cluster`).
+    r#"if [ "$w" != - ]; then for c in $(printf '%s\n' "$w" | tr , ' '); do o=${c%%:*}; case $c in *:*) "#,
+    r#"for r in $(printf '%s\n' "${c#*:}" | tr : ' '); do case $r in @*) id=$(tail -n 1 "$base/${r#@}/job_id" 2>/dev/null); id=${id%%;*}; "#,
+    r#"case $id in ''|*[!0-9_]*) bad=${r#@};; esac;; *) id=$r;; esac; o=$o:$id; done;; esac; dep=${dep:+$dep,}$o; done; fi; "#,
+    r#"if [ -n "$bad" ]; then printf '%s blocked %s %s\n' "$n" "$i" "$bad"; "#,
+    r#"elif [ $ok = 1 ] && [ ! -e "$stage/$d" ] && cd -- "$base/$d" && : 2>/dev/null >.sbatch.claim; then printf '%s staged %s\n' "$n" "$i"; "#,
+    r#"sbatch --parsable ${dep:+"--dependency=$dep"} job.sbatch >job_id 2>.sbatch.err; r=$?; printf '%s\n' "$r" >.sbatch.status; "#,
     r#"if [ $r = 0 ]; then while IFS= read -r l || [ -n "$l" ]; do printf '%s id %s %s\n' "$n" "$i" "$l"; done <job_id; "#,
     r#"else printf '%s refused %s %s\n' "$n" "$i" "$r"; say err "$i" "$(cat .sbatch.err)"; fi; "#,
     r#"else printf '%s unstaged %s\n' "$n" "$i"; "#,
@@ -52,65 +59,185 @@ const _: () = {
     assert!(matches!(SBATCH_CLAIM_FILE.as_bytes(), b".sbatch.claim"));
 };
 
+/// What a staged file holds.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    /// A local file, read while the stream is written.
+    File(PathBuf),
+}
+
 /// One file to write into a job directory.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
-    /// A plain name directly in the job directory.
-    pub name: &'static str,
+    /// Its path in the job directory (relative, checked).
+    pub name: String,
     pub mode: u32,
-    pub bytes: Vec<u8>,
+    pub content: Content,
 }
 
-/// One job: its directory's name (under the base directory; it must not exist yet) and its files,
-/// among them [`SCRIPT_FILE`].
+impl StagedFile {
+    pub fn bytes(name: &str, mode: u32, bytes: Vec<u8>) -> Self {
+        StagedFile {
+            name: name.to_string(),
+            mode,
+            content: Content::Bytes(bytes),
+        }
+    }
+}
+
+/// One job: its directory's name (under the base directory; it must not exist yet), its files (among
+/// them [`SCRIPT_FILE`]), its inputs (followed by their sha256 manifest, [`MANIFEST_FILE`], made from
+/// the bytes sent), the empty directories it needs, and what it runs after (`-` or sbatch's syntax
+/// with `@<directory>` for a job earlier in the same run).
 #[derive(Debug, Clone)]
 pub struct StagedJob {
     pub dir_name: String,
     pub files: Vec<StagedFile>,
+    pub inputs: Vec<StagedFile>,
+    pub dirs: Vec<String>,
+    pub after: String,
 }
 
-/// The command and its standard input (a tar stream) for submitting `jobs`, in order, into `base`
-/// (absolute).
-pub fn command(nonce: &str, base: &str, jobs: &[StagedJob]) -> (ShellCommand, Vec<u8>) {
+/// The manifest the job checks its inputs against before its payload runs (`sha256sum --check`).
+pub const MANIFEST_FILE: &str = ".slurmkit/inputs.sha256";
+
+/// The command submitting `jobs`, in order, into `base` (absolute); its standard input is
+/// [`write_archive`]'s stream.
+pub fn command(nonce: &str, base: &str, jobs: &[StagedJob]) -> ShellCommand {
     let stage = format!("{base}/.slurmkit-stage-{nonce}");
     let mut command = ShellCommand::sh("stage and sbatch", SCRIPT)
         .arg(nonce)
         .arg(base)
         .arg(&stage);
-    let mut archive = tar::Builder::new(Vec::new());
+    for job in jobs {
+        command = command.arg(&job.dir_name).arg(&job.after);
+    }
+    command
+}
+
+/// The job directories as one tar stream, written to `out` (a pipe to the remote command). Inputs
+/// are read as they are written; each job's manifest lists the sha256 of the bytes actually sent.
+/// `sent` is told the size of each chunk written, for a progress bar.
+pub fn write_archive(
+    jobs: &[StagedJob],
+    out: impl std::io::Write,
+    sent: &mut dyn FnMut(u64),
+) -> std::io::Result<()> {
+    let mut archive = tar::Builder::new(out);
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut append = |path: String, mode: u32, bytes: &[u8], kind: tar::EntryType| {
-        let mut header = tar::Header::new_ustar();
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(mode);
-        header.set_size(bytes.len() as u64);
+        header.set_size(size);
         header.set_mtime(mtime);
-        archive
-            .append_data(&mut header, path, bytes)
-            .expect("a job directory's names fit a tar header, and a Vec never fails to grow");
+        header
     };
     for job in jobs {
-        command = command.arg(&job.dir_name);
-        append(
+        let dir = |path: &str| format!("{}/{path}/", job.dir_name);
+        archive.append_data(
+            &mut header(tar::EntryType::Directory, 0o700, 0),
             format!("{}/", job.dir_name),
-            0o700,
-            &[],
-            tar::EntryType::Directory,
-        );
-        for file in &job.files {
-            append(
-                format!("{}/{}", job.dir_name, file.name),
-                file.mode,
-                &file.bytes,
-                tar::EntryType::Regular,
-            );
+            std::io::empty(),
+        )?;
+        for path in &job.dirs {
+            archive.append_data(
+                &mut header(tar::EntryType::Directory, 0o750, 0),
+                dir(path),
+                std::io::empty(),
+            )?;
+        }
+        let mut manifest = String::new();
+        for (file, is_input) in job
+            .files
+            .iter()
+            .map(|f| (f, false))
+            .chain(job.inputs.iter().map(|f| (f, true)))
+        {
+            let path = format!("{}/{}", job.dir_name, file.name);
+            let digest = match &file.content {
+                Content::Bytes(bytes) => {
+                    let mut h = header(tar::EntryType::Regular, file.mode, bytes.len() as u64);
+                    archive.append_data(&mut h, &path, bytes.as_slice())?;
+                    sent(bytes.len() as u64);
+                    <sha2::Sha256 as sha2::Digest>::digest(bytes).to_vec()
+                }
+                Content::File(source) => {
+                    let opened = std::fs::File::open(source).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("{}: {e}", source.display()))
+                    })?;
+                    let size = opened.metadata()?.len();
+                    let mut reader = Hashing::new(opened.take(size), sent);
+                    let mut h = header(tar::EntryType::Regular, file.mode, size);
+                    archive.append_data(&mut h, &path, &mut reader)?;
+                    if reader.read < size {
+                        return Err(std::io::Error::other(format!(
+                            "{} shrank while it was sent; run the command again",
+                            source.display()
+                        )));
+                    }
+                    reader.finish()
+                }
+            };
+            if is_input {
+                manifest.push_str(&format!("{}  {}\n", hex::encode(digest), file.name));
+            }
+        }
+        if !job.inputs.is_empty() {
+            archive.append_data(
+                &mut header(tar::EntryType::Directory, 0o750, 0),
+                dir(".slurmkit"),
+                std::io::empty(),
+            )?;
+            let mut h = header(tar::EntryType::Regular, 0o640, manifest.len() as u64);
+            archive.append_data(
+                &mut h,
+                format!("{}/{MANIFEST_FILE}", job.dir_name),
+                manifest.as_bytes(),
+            )?;
         }
     }
-    let input = archive.into_inner().expect("writing to a Vec cannot fail");
-    (command, input)
+    archive.into_inner()?.flush()
+}
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+/// A reader that hashes what passes through it and reports its progress.
+struct Hashing<'a, R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    read: u64,
+    sent: &'a mut dyn FnMut(u64),
+}
+
+impl<'a, R: std::io::Read> Hashing<'a, R> {
+    fn new(inner: R, sent: &'a mut dyn FnMut(u64)) -> Self {
+        Hashing {
+            inner,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            read: 0,
+            sent,
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        <sha2::Sha256 as sha2::Digest>::finalize(self.hasher).to_vec()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        <sha2::Sha256 as sha2::Digest>::update(&mut self.hasher, &buf[..n]);
+        self.read += n as u64;
+        (self.sent)(n as u64);
+        Ok(n)
+    }
 }
 
 /// How one job's submission ended.
@@ -122,6 +249,8 @@ pub enum Outcome {
     Refused { status: String, message: String },
     /// Its directory or files could not be written, so sbatch never ran.
     NotStaged { message: String },
+    /// A job it runs after (this directory name) was not submitted, so it was not either.
+    Blocked { dependency: String },
     /// It may or may not be queued (the reply was cut short, or sbatch printed no id): the job
     /// directory will tell.
     Uncertain { cause: SlurmError },
@@ -152,6 +281,7 @@ pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
         id: Vec<String>,
         refused: Option<String>,
         unstaged: bool,
+        blocked: Option<String>,
         err: Vec<String>,
     }
     let mut home = None;
@@ -176,6 +306,7 @@ pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
             "id" => job.id.push(value.to_string()),
             "refused" => job.refused = Some(value.to_string()),
             "unstaged" => job.unstaged = true,
+            "blocked" => job.blocked = Some(value.to_string()),
             "err" if !value.is_empty() => job.err.push(value.to_string()),
             _ => {}
         }
@@ -207,6 +338,8 @@ pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
                         cause: SlurmError::UnclearRefusal { status, message },
                     }
                 }
+            } else if let Some(dependency) = job.blocked {
+                Outcome::Blocked { dependency }
             } else if job.unstaged {
                 Outcome::NotStaged { message }
             } else {
@@ -233,18 +366,19 @@ mod tests {
         StagedJob {
             dir_name: name.to_string(),
             files: vec![
-                StagedFile {
-                    name: "job.sbatch",
-                    mode: 0o750,
-                    bytes: script.as_bytes().to_vec(),
-                },
-                StagedFile {
-                    name: "job.json",
-                    mode: 0o640,
-                    bytes: b"{}".to_vec(),
-                },
+                StagedFile::bytes("job.sbatch", 0o750, script.as_bytes().to_vec()),
+                StagedFile::bytes("job.json", 0o640, b"{}".to_vec()),
             ],
+            inputs: Vec::new(),
+            dirs: Vec::new(),
+            after: "-".into(),
         }
+    }
+
+    fn archive(jobs: &[StagedJob]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_archive(jobs, &mut out, &mut |_| {}).unwrap();
+        out
     }
 
     /// The script as a real `sh` runs it, with a fake `sbatch` on the PATH: files land byte for byte
@@ -259,7 +393,7 @@ mod tests {
         // Refuses scripts that say so; otherwise prints an id made from the directory's name.
         std::fs::write(
             &sbatch,
-            "#!/bin/sh\nif grep -q refuse \"$2\"; then echo 'sbatch: error: refused' >&2; exit 1; fi\necho \"noise from a wrapper\"\nbasename \"$PWD\" | tr -cd 0-9; echo ';cluster'\n",
+            "#!/bin/sh\necho \"$@\" >sbatch.args\nfor last; do :; done\nif grep -q refuse \"$last\"; then echo 'sbatch: error: refused' >&2; exit 1; fi\necho \"noise from a wrapper\"\nbasename \"$PWD\" | tr -cd 0-9; echo ';cluster'\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -269,13 +403,28 @@ mod tests {
         std::fs::create_dir_all(&existing).unwrap();
         std::fs::write(existing.join("job.sbatch"), "mine").unwrap();
         let weird = "#!/bin/bash\necho 'x; $(id)' \"`id`\"\n\0binary\x01\n";
+        let input_file = dir.path().join("data.csv");
+        std::fs::write(&input_file, "a,b\n1,2\n").unwrap();
+        let mut j5 = job("j5", "#!/bin/bash\ntrue\n");
+        j5.after = "afterok:@j1:@j4,afterany:77".into();
+        j5.inputs = vec![StagedFile {
+            name: "data/in.csv".into(),
+            mode: 0o640,
+            content: Content::File(input_file),
+        }];
+        j5.dirs = vec!["results".into()];
+        let mut j6 = job("j6", "#!/bin/bash\ntrue\n");
+        j6.after = "afterok:@j2".into();
         let jobs = vec![
             job("j1", weird),
             job("j2", "#!/bin/bash\nrefuse\n"),
             job("j3", "#!/bin/bash\n"),
             job("j4", "#!/bin/bash\ntrue\n"),
+            j5,
+            j6,
         ];
-        let (command, input) = command("NONCE", &base.display().to_string(), &jobs);
+        let command = command("NONCE", &base.display().to_string(), &jobs);
+        let input = archive(&jobs);
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(format!(
@@ -296,7 +445,7 @@ mod tests {
             stdout: out.stdout,
             stderr: out.stderr,
         };
-        let reply = reply("NONCE", 4, &output);
+        let reply = reply("NONCE", 6, &output);
         assert!(reply.home.is_some());
         let outcomes: Vec<String> = reply
             .outcomes
@@ -305,6 +454,7 @@ mod tests {
                 Outcome::Submitted(id) => format!("id {id}"),
                 Outcome::Refused { message, .. } => format!("refused: {message}"),
                 Outcome::NotStaged { message } => format!("not staged: {message}"),
+                Outcome::Blocked { dependency } => format!("blocked by {dependency}"),
                 Outcome::Uncertain { cause } => format!("uncertain: {cause}"),
             })
             .collect();
@@ -318,7 +468,31 @@ mod tests {
             "{outcomes:?}"
         );
         assert_eq!(outcomes[3], "id 4", "the jobs after a failure still go");
-        assert_eq!(reply.staged, [true, true, false, true]);
+        assert_eq!(outcomes[4], "id 5");
+        assert_eq!(
+            std::fs::read_to_string(base.join("j5/sbatch.args")).unwrap(),
+            "--parsable --dependency=afterok:1:4,afterany:77 job.sbatch\n",
+            "earlier jobs' ids, read from their directories"
+        );
+        assert_eq!(outcomes[5], "blocked by j2", "its dependency was refused");
+        assert!(!base.join("j6/job_id").exists(), "sbatch never ran for j6");
+        assert_eq!(reply.staged, [true, true, false, true, true, false]);
+        let j5 = base.join("j5");
+        assert_eq!(
+            std::fs::read_to_string(j5.join("data/in.csv")).unwrap(),
+            "a,b\n1,2\n"
+        );
+        assert!(j5.join("results").is_dir());
+        let check = std::process::Command::new("sha256sum")
+            .args(["--check", "--strict", MANIFEST_FILE])
+            .current_dir(&j5)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "the manifest matches what was staged: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
         let j1 = base.join("j1");
         assert_eq!(
             std::fs::read(j1.join("job.sbatch")).unwrap(),
@@ -349,7 +523,7 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["j1", "j2", "j3", "j4"],
+            ["j1", "j2", "j3", "j4", "j5", "j6"],
             "no staging directory left behind"
         );
     }

@@ -253,12 +253,33 @@ impl Session {
 }
 
 impl Exec for Session {
-    /// One channel: the command, its input and end of file go out together, so a command costs one
-    /// round trip to open the channel and one for the reply.
     async fn run(
         &self,
         command: &ShellCommand,
         input: &[u8],
+    ) -> Result<CommandOutput, CommandError> {
+        self.run_reader(command, input).await
+    }
+
+    async fn run_stream<R>(
+        &self,
+        command: &ShellCommand,
+        input: R,
+    ) -> Result<CommandOutput, CommandError>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    {
+        self.run_reader(command, input).await
+    }
+}
+
+impl Session {
+    /// One channel: the command, its input and end of file go out together, so a command costs one
+    /// round trip to open the channel and one for the reply; input is sent as it is read.
+    async fn run_reader<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        command: &ShellCommand,
+        mut input: R,
     ) -> Result<CommandOutput, CommandError> {
         tracing::debug!(host = %self.host, command = %command.as_str(), "running over SSH");
         let not_run = |reason: String| CommandError::NotRun {
@@ -276,9 +297,7 @@ impl Exec for Session {
             .map_err(|e| not_run(e.to_string()))?;
         let (mut reader, writer) = channel.split();
         let send = async {
-            if !input.is_empty() {
-                writer.data(input).await?;
-            }
+            writer.data(&mut input).await?;
             writer.eof().await
         };
         let receive = async {

@@ -9,6 +9,7 @@ pub mod spec;
 pub mod status;
 pub mod text;
 pub mod units;
+pub mod work;
 
 /// What to do with a host whose key is not recorded. A key that changed, or is revoked, is refused
 /// under every policy.

@@ -11,6 +11,7 @@ use super::names::{
     self as validate, Account, InvalidValue, JobId, JobName, Partition, Qos, Reservation,
 };
 use super::units::{Memory, NodeCount, TimeLimit};
+use super::work::{After, Input, RelativeGlob};
 use crate::wit::DependencyKind;
 
 /// What the job runs.
@@ -51,6 +52,28 @@ pub struct JobSpec {
     pub output: Option<DirectiveText>,
     pub error: Option<DirectiveText>,
     pub extra_directives: Vec<String>,
+    /// Files staged into the job directory before sbatch, checked against their sha256 when it starts.
+    #[serde(default)]
+    pub inputs: Vec<Input>,
+    /// What `slurmkit fetch` copies back.
+    #[serde(default)]
+    pub outputs: Vec<RelativeGlob>,
+    /// The JSON object the job reads from `$SLURMKIT_ARGS`.
+    #[serde(default = "empty_object")]
+    pub args: serde_json::Value,
+    /// One JSON object per array task: task `i` reads item `i` from `$SLURMKIT_ARGS`.
+    #[serde(default)]
+    pub items: Vec<serde_json::Value>,
+    /// Jobs of the same Slurmfile this one runs after.
+    #[serde(default)]
+    pub after: Vec<After>,
+    /// The `[jobs.<entry>]` of the Slurmfile it comes from, which `after` names.
+    #[serde(default)]
+    pub entry: Option<JobName>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 impl JobSpec {
@@ -82,6 +105,12 @@ impl JobSpec {
             output: None,
             error: None,
             extra_directives: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            args: empty_object(),
+            items: Vec::new(),
+            after: Vec::new(),
+            entry: None,
         }
     }
 
@@ -322,6 +351,32 @@ impl ArraySpec {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The task indices it names, in order, at most `limit` of them (a spec like `0-4000000000` names
+    /// more than anyone wants listed).
+    pub fn indices(&self, limit: usize) -> Vec<u64> {
+        let ranges = self.0.split('%').next().unwrap_or("");
+        let mut out = Vec::new();
+        for part in ranges.split(',') {
+            let (range, step) = match part.split_once(':') {
+                Some((range, step)) => (range, step.parse::<u64>().unwrap_or(1).max(1)),
+                None => (part, 1),
+            };
+            let (lo, hi) = match range.split_once('-') {
+                Some((lo, hi)) => (lo.parse().unwrap_or(0), hi.parse().unwrap_or(0)),
+                None => {
+                    let n = range.parse().unwrap_or(0);
+                    (n, n)
+                }
+            };
+            let mut i = lo;
+            while i <= hi && out.len() < limit {
+                out.push(i);
+                i += step;
+            }
+        }
+        out
     }
 }
 

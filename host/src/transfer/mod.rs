@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+pub mod pack;
+
 use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::AsyncWriteExt;

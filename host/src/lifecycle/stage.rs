@@ -1,0 +1,203 @@
+//! What goes into a job directory besides the renderer's script, and the lines slurmkit adds to that
+//! script so every renderer's jobs find their work the same way.
+//!
+//! The job directory holds `job.sbatch`, `job.json` (the spec), `args.json` (the job's arguments),
+//! `items/<i>.json` for an array of items, the inputs at their places with `.slurmkit/inputs.sha256`,
+//! and an empty `results/` for arrays. The prologue, placed after the script's `#SBATCH` block, sets
+//! `SLURMKIT_JOB_DIR`, `SLURMKIT_ARGS` (the task's item for arrays of items), `SLURMKIT_RESULT`
+//! (`result.json`, or `results/<task>.json`) and `SLURMKIT_DEP_<NAME>` (each dependency's job
+//! directory), and checks the inputs against their manifest before anything else runs.
+
+use super::error::LifecycleError;
+use crate::slurm::submit::{Content, MANIFEST_FILE, StagedFile, StagedJob};
+use crate::types::job_dir::{SCRIPT_FILE, SPEC_FILE};
+use crate::types::shell::quote;
+use crate::types::spec::JobSpec;
+
+/// The arguments file; each item is `items/<i>.json`; a result is `result.json` or
+/// `results/<task>.json`.
+pub const ARGS_FILE: &str = "args.json";
+pub const ITEMS_DIR: &str = "items";
+pub const RESULT_FILE: &str = "result.json";
+pub const RESULTS_DIR: &str = "results";
+
+/// A job this one runs after: the variable naming it and its job directory (absolute).
+#[derive(Debug, Clone)]
+pub struct DependencyDir {
+    pub variable: String,
+    pub dir: String,
+}
+
+/// The lines slurmkit adds after the script's `#SBATCH` block (POSIX sh).
+pub fn prologue(spec: &JobSpec, dependencies: &[DependencyDir]) -> String {
+    let mut out = String::from(
+        "# slurmkit: where this job's arguments, result and dependencies are, and its inputs checked\n\
+         SLURMKIT_JOB_DIR=${SLURM_SUBMIT_DIR:-$PWD}; export SLURMKIT_JOB_DIR\n",
+    );
+    let args = if spec.items.is_empty() {
+        format!("\"$SLURMKIT_JOB_DIR/{ARGS_FILE}\"")
+    } else {
+        format!("\"$SLURMKIT_JOB_DIR/{ITEMS_DIR}/$SLURM_ARRAY_TASK_ID.json\"")
+    };
+    out.push_str(&format!(
+        "if [ -n \"${{SLURM_ARRAY_TASK_ID:-}}\" ]; then SLURMKIT_RESULT=\"$SLURMKIT_JOB_DIR/{RESULTS_DIR}/$SLURM_ARRAY_TASK_ID.json\"; \
+         else SLURMKIT_RESULT=\"$SLURMKIT_JOB_DIR/{RESULT_FILE}\"; fi\n\
+         SLURMKIT_ARGS={args}; export SLURMKIT_ARGS SLURMKIT_RESULT\n"
+    ));
+    for dependency in dependencies {
+        out.push_str(&format!(
+            "{}={}; export {}\n",
+            dependency.variable,
+            quote(&dependency.dir),
+            dependency.variable
+        ));
+    }
+    if !spec.inputs.is_empty() {
+        out.push_str(&format!(
+            "if ! (cd \"$SLURMKIT_JOB_DIR\" && sha256sum --check --quiet --strict {MANIFEST_FILE} >&2); then \
+             echo 'slurmkit: an input differs from what was staged (named above), so the job does not run' >&2; exit 1; fi\n"
+        ));
+    }
+    out
+}
+
+/// Whether the script's interpreter runs POSIX sh (the prologue's language).
+fn runs_sh(script: &str) -> bool {
+    let Some(shebang) = script.lines().next().and_then(|l| l.strip_prefix("#!")) else {
+        return false;
+    };
+    let mut words = shebang.split_whitespace();
+    let mut program = words.next().unwrap_or("");
+    if program.ends_with("/env") {
+        program = words.find(|w| !w.starts_with('-')).unwrap_or("");
+    }
+    let name = program.rsplit('/').next().unwrap_or(program);
+    matches!(name, "sh" | "bash" | "dash" | "ksh" | "zsh")
+}
+
+/// The script as submitted: the renderer's, with `prologue` after its leading comments (the
+/// `#SBATCH` block, which sbatch stops reading at the first command).
+pub fn with_prologue(job: &str, script: &str, prologue: &str) -> Result<String, LifecycleError> {
+    if !runs_sh(script) {
+        return Err(LifecycleError::Script {
+            message: format!(
+                "the renderer's script for job {job} does not start with a #! line for sh or bash, so slurmkit cannot add the lines that set SLURMKIT_ARGS, SLURMKIT_RESULT and check the inputs"
+            ),
+        });
+    }
+    let mut out = String::with_capacity(script.len() + prologue.len());
+    let mut placed = false;
+    for line in script.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if !(placed || trimmed.is_empty() || trimmed.starts_with('#')) {
+            out.push_str(prologue);
+            placed = true;
+        }
+        out.push_str(line);
+    }
+    if !placed {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(prologue);
+    }
+    Ok(out)
+}
+
+/// Everything staged for one job: its directory name, the script (with its prologue), the spec, the
+/// arguments, the items, the inputs and the directories the job writes into.
+pub fn staged_job(dir_name: &str, script: String, spec: &JobSpec, after: String) -> StagedJob {
+    let spec_json = serde_json::to_vec_pretty(spec).expect("a job spec always serializes");
+    let json = |value: &serde_json::Value| {
+        let mut bytes = serde_json::to_vec(value).expect("JSON values always serialize");
+        bytes.push(b'\n');
+        bytes
+    };
+    let mut files = vec![
+        StagedFile::bytes(SCRIPT_FILE, 0o750, script.into_bytes()),
+        StagedFile::bytes(SPEC_FILE, 0o640, spec_json),
+        StagedFile::bytes(ARGS_FILE, 0o640, json(&spec.args)),
+    ];
+    let mut dirs = Vec::new();
+    if !spec.items.is_empty() {
+        dirs.push(ITEMS_DIR.to_string());
+        for (index, item) in spec.items.iter().enumerate() {
+            files.push(StagedFile::bytes(
+                &format!("{ITEMS_DIR}/{index}.json"),
+                0o640,
+                json(item),
+            ));
+        }
+    }
+    if spec.array.is_some() {
+        dirs.push(RESULTS_DIR.to_string());
+    }
+    let inputs = spec
+        .inputs
+        .iter()
+        .map(|input| StagedFile {
+            name: input.to.as_str().to_string(),
+            mode: 0o640,
+            content: Content::File(input.source.clone()),
+        })
+        .collect();
+    StagedJob {
+        dir_name: dir_name.to_string(),
+        files,
+        inputs,
+        dirs,
+        after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::names::JobName;
+    use crate::types::spec::Payload;
+
+    #[test]
+    fn the_prologue_goes_after_the_directives() {
+        let script = "#!/bin/bash\n#SBATCH --job-name=\"x\"\n\n# comment\nexec 'hostname'\n";
+        let out = with_prologue("x", script, "PROLOGUE\n").unwrap();
+        assert_eq!(
+            out,
+            "#!/bin/bash\n#SBATCH --job-name=\"x\"\n\n# comment\nPROLOGUE\nexec 'hostname'\n"
+        );
+        assert!(with_prologue("x", "#!/usr/bin/env bash\n", "P\n").is_ok());
+        assert!(with_prologue("x", "#!/bin/csh\necho\n", "P\n").is_err());
+        assert!(with_prologue("x", "echo no shebang\n", "P\n").is_err());
+    }
+
+    /// The prologue as sh runs it: the variables a job of items sees in task 1.
+    #[test]
+    fn the_prologue_points_a_task_at_its_item_and_result() {
+        let mut spec = JobSpec::new(
+            JobName::parse("sweep").unwrap(),
+            Payload::Command(vec!["true".into()]),
+        );
+        spec.items = vec![
+            serde_json::json!({"lr": 0.1}),
+            serde_json::json!({"lr": 0.2}),
+        ];
+        let deps = [DependencyDir {
+            variable: "SLURMKIT_DEP_PREP".into(),
+            dir: "/jobs/prep dir".into(),
+        }];
+        let script = format!(
+            "{}printf '%s\\n' \"$SLURMKIT_ARGS\" \"$SLURMKIT_RESULT\" \"$SLURMKIT_DEP_PREP\"\n",
+            prologue(&spec, &deps)
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("SLURM_SUBMIT_DIR", "/jobs/sweep")
+            .env("SLURM_ARRAY_TASK_ID", "1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/jobs/sweep/items/1.json\n/jobs/sweep/results/1.json\n/jobs/prep dir\n"
+        );
+    }
+}
