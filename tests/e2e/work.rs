@@ -1,0 +1,350 @@
+//! Work in, results out, on the test cluster: a job graph prep → sweep (an array over items, each task
+//! reading a staged input) → collect, submitted with `submit collect --wait --fetch`; results read back
+//! byte for byte; inputs checked on the node; outputs fetched confined; and every mistake refused before
+//! anything is sent.
+
+use slurmkit_e2e::{Project, cluster};
+
+/// A Slurmfile for the graph, with `name` making its jobs unique to this test.
+fn graph_slurmfile(name: &str) -> String {
+    format!(
+        r#"{cluster}
+[job]
+time = "2m"
+
+[jobs.prep]
+name = "{name}-prep"
+inputs = ["data/*.csv", {{ from = "shared/scale.txt", to = "cfg/scale.txt" }}]
+args = {{ offset = 100 }}
+script = """
+set -eu
+total=$(cat data/*.csv | wc -l)
+scale=$(cat cfg/scale.txt)
+python3 - <<'EOF'
+import json, os
+args = json.load(open(os.environ["SLURMKIT_ARGS"]))
+json.dump({{"lines": int(os.popen("cat data/*.csv | wc -l").read()), "offset": args["offset"]}}, open(os.environ["SLURMKIT_RESULT"], "w"))
+EOF
+"""
+
+[jobs.sweep]
+name = "{name}-sweep"
+after = ["prep"]
+inputs = ["data/a.csv"]
+items = [{{ factor = 1 }}, {{ factor = 2 }}, {{ factor = 3 }}]
+max_concurrent = 2
+script = """
+set -eu
+python3 - <<'EOF'
+import json, os
+item = json.load(open(os.environ["SLURMKIT_ARGS"]))
+prep = json.load(open(os.path.join(os.environ["SLURMKIT_DEP_PREP"], "result.json")))
+rows = len(open("data/a.csv").read().splitlines())
+json.dump({{"task": int(os.environ["SLURM_ARRAY_TASK_ID"]), "value": item["factor"] * rows + prep["offset"]}}, open(os.environ["SLURMKIT_RESULT"], "w"))
+EOF
+"""
+
+[jobs.collect]
+name = "{name}-collect"
+after = ["sweep"]
+outputs = ["summary/*.json", "report.txt"]
+script = """
+set -eu
+mkdir -p summary
+python3 - <<'EOF'
+import glob, json, os
+sweep = os.environ["SLURMKIT_DEP_SWEEP"]
+values = [json.load(open(f))["value"] for f in sorted(glob.glob(sweep + "/results/*.json"))]
+json.dump({{"values": values}}, open("summary/values.json", "w"))
+open("report.txt", "w").write("sum %d\\n" % sum(values))
+json.dump({{"sum": sum(values)}}, open(os.environ["SLURMKIT_RESULT"], "w"))
+EOF
+"""
+"#,
+        cluster = cluster().cluster_table()
+    )
+}
+
+fn graph_project() -> (Project, String) {
+    let project = Project::new();
+    let name = project.unique_name();
+    project.write("data/a.csv", "x\n1\n2\n");
+    project.write("data/b.csv", "y\n3\n");
+    project.write("shared/scale.txt", "7\n");
+    project.slurmfile(&graph_slurmfile(&name));
+    (project, name)
+}
+
+#[test]
+fn a_graph_runs_in_order_and_its_outputs_and_results_come_back_byte_for_byte() {
+    let (project, _) = graph_project();
+    let run = project.run(&["submit", "collect", "--wait", "--fetch"]);
+    run.ok();
+    let ids: Vec<&str> = run.stdout.lines().filter(|l| !l.contains(' ')).collect();
+    assert_eq!(ids.len(), 3, "prep, sweep and collect:\n{}", run.stdout);
+    let (prep, sweep, collect) = (ids[0], ids[1], ids[2]);
+    assert_eq!(
+        run.stdout.matches("COMPLETED").count(),
+        5,
+        "prep, three sweep tasks and collect:\n{}",
+        run.stdout
+    );
+    // data/a.csv has 3 lines, prep's offset is 100: 1*3+100, 2*3+100, 3*3+100.
+    let dir = std::fs::read_dir(project.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with(&format!("-{collect}"))
+        })
+        .expect("fetched into ./<name>-<id>");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("summary/values.json")).unwrap(),
+        r#"{"values": [103, 106, 109]}"#
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.txt")).unwrap(),
+        "sum 318\n"
+    );
+    project
+        .run(&["result", collect])
+        .ok()
+        .stdout_contains("\"sum\": 318");
+    let sweep_result = project.run(&["result", sweep]);
+    sweep_result.ok();
+    let list: serde_json::Value = serde_json::from_str(&sweep_result.stdout).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!([
+            {"task": 0, "value": 103},
+            {"task": 1, "value": 106},
+            {"task": 2, "value": 109}
+        ])
+    );
+    let prep_result: serde_json::Value =
+        serde_json::from_str(&project.run(&["result", prep]).stdout).unwrap();
+    assert_eq!(prep_result, serde_json::json!({"lines": 5, "offset": 100}));
+    // A second fetch would replace what is there: refused, then allowed with --force.
+    project
+        .run(&["fetch", collect])
+        .expect_code(18)
+        .stderr_contains("already exist");
+    project.run(&["fetch", collect, "--force"]).ok();
+    // Submitting collect alone runs it after the sweep just submitted, reading its results again.
+    let again = project.run(&["submit", "collect", "--only", "--wait"]);
+    again.ok();
+    let again_id = again.first_line();
+    assert!(
+        !ids.contains(&again_id.as_str()),
+        "only collect was submitted"
+    );
+    project
+        .run(&["result", &again_id])
+        .ok()
+        .stdout_contains("\"sum\": 318");
+}
+
+#[test]
+fn an_input_changed_after_staging_fails_the_job_naming_the_file() {
+    let project = Project::new();
+    let name = project.unique_name();
+    project.write("data/in.txt", "original\n");
+    project.slurmfile(&format!(
+        "{}\n[job]\nname = \"{name}\"\ninputs = [\"data/in.txt\"]\ntime = \"1m\"\nextra_directives = [\"--hold\"]\ncommand = [\"cat\", \"data/in.txt\"]\n",
+        cluster().cluster_table()
+    ));
+    let run = project.run(&["submit"]);
+    run.ok();
+    let id = run.first_line();
+    let dir = cluster()
+        .job_dirs_named(&name)
+        .pop()
+        .expect("its job directory");
+    let base = format!("{}/slurm_jobs", cluster().user_home.display());
+    let tamper = cluster()
+        .plain_ssh(&format!(
+            "chmod u+w {base}/{dir}/data/in.txt && echo changed > {base}/{dir}/data/in.txt && SLURM_CONF={} scontrol release {id}",
+            cluster().slurm_conf.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        tamper.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tamper.stderr)
+    );
+    project
+        .run(&["wait", &id, "--timeout", "120"])
+        .expect_code(10);
+    let stderr = project.run(&["logs", &id, "--stderr"]);
+    stderr
+        .ok()
+        .stdout_contains("data/in.txt: FAILED")
+        .stdout_contains("an input differs from what was staged");
+    let stdout = project.run(&["logs", &id]);
+    assert!(
+        !stdout.stdout.contains("changed"),
+        "the payload did not run"
+    );
+}
+
+#[test]
+fn results_say_why_there_is_none() {
+    let project = Project::new();
+    let name = project.unique_name();
+    project.slurmfile(&format!(
+        r#"{}
+[job]
+time = "1m"
+
+[jobs.silent]
+name = "{name}-silent"
+command = ["true"]
+
+[jobs.garbled]
+name = "{name}-garbled"
+script = "printf 'not json' > \"$SLURMKIT_RESULT\""
+
+[jobs.failing]
+name = "{name}-failing"
+script = "exit 3"
+
+[jobs.partial]
+name = "{name}-partial"
+items = [{{ n = 0 }}, {{ n = 1 }}, {{ n = 2 }}]
+script = "[ \"$SLURM_ARRAY_TASK_ID\" = 1 ] || echo '{{\"ok\": true}}' > \"$SLURMKIT_RESULT\""
+"#,
+        cluster().cluster_table()
+    ));
+    let run = project.run(&[
+        "submit", "silent", "garbled", "failing", "partial", "--wait",
+    ]);
+    let ids: Vec<String> = run.stdout.lines().take(4).map(str::to_string).collect();
+    assert_eq!(ids.len(), 4, "{}{}", run.stdout, run.stderr);
+    project
+        .run(&["result", &ids[0]])
+        .expect_code(15)
+        .stderr_contains("without writing a result");
+    project
+        .run(&["result", &ids[1]])
+        .expect_code(16)
+        .stderr_contains("not valid JSON");
+    project
+        .run(&["result", &ids[2]])
+        .expect_code(10)
+        .stderr_contains("FAILED");
+    let partial = project.run(&["result", &ids[3]]);
+    partial
+        .expect_code(15)
+        .stderr_contains("1 of the 3 tasks")
+        .stderr_contains("1 (no result written)");
+    let list: serde_json::Value = serde_json::from_str(&partial.stdout).unwrap();
+    assert_eq!(list, serde_json::json!([{"ok": true}, null, {"ok": true}]));
+}
+
+#[test]
+fn a_link_among_the_outputs_is_not_followed() {
+    let project = Project::new();
+    let name = project.unique_name();
+    project.slurmfile(&format!(
+        "{}\n[job]\nname = \"{name}\"\ntime = \"1m\"\noutputs = [\"out/*\"]\nscript = \"mkdir out && echo mine > out/ok.txt && ln -s /etc/passwd out/leak.txt\"\n",
+        cluster().cluster_table()
+    ));
+    let run = project.run(&["submit", "--wait"]);
+    run.ok();
+    let id = run.first_line();
+    let to = project.path().join("fetched");
+    project
+        .run(&["fetch", &id, "--to", to.to_str().unwrap()])
+        .ok()
+        .stderr_contains("not fetched: out/leak.txt: a link");
+    assert_eq!(
+        std::fs::read_to_string(to.join("out/ok.txt")).unwrap(),
+        "mine\n"
+    );
+    assert!(to.join("out/leak.txt").symlink_metadata().is_err());
+}
+
+/// Each mistake is refused before anything is sent (no job directory appears), at its line.
+#[test]
+fn mistakes_are_refused_before_anything_is_sent_with_their_line() {
+    let big = "x".repeat(1 << 20);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "inputs = [\"missing.txt\"]\ncommand = [\"true\"]".into(),
+            "matches no file",
+        ),
+        (
+            "inputs = [\"nothing/*.csv\"]\ncommand = [\"true\"]".into(),
+            "matches no file",
+        ),
+        (
+            "inputs = [{ from = \"missing-dir\", to = \"x\" }]\ncommand = [\"true\"]".into(),
+            "cannot read",
+        ),
+        (
+            "outputs = [\"../escape/*\"]\ncommand = [\"true\"]".into(),
+            "relative to its directory",
+        ),
+        ("items = [1, 2]\ncommand = [\"true\"]".into(), "not a table"),
+        (
+            format!("args = {{ blob = \"{big}\" }}\ncommand = [\"true\"]"),
+            "at most 1048576",
+        ),
+        (
+            "after = [\"nosuch\"]\ncommand = [\"true\"]".into(),
+            "no job \"nosuch\"",
+        ),
+    ];
+    for (body, message) in &cases {
+        let project = Project::new();
+        let name = project.unique_name();
+        project.slurmfile(&format!(
+            "{}\n[jobs.{name}]\n{body}\n",
+            cluster().cluster_table()
+        ));
+        // The [cluster] table is 7 lines, then a blank line, then the job's header: line 10 is the body.
+        let run = project.run(&["submit", &name]);
+        run.expect_code(3)
+            .stderr_contains("Slurmfile.toml:10:")
+            .stderr_contains(message);
+        assert!(
+            cluster().job_dirs_named(&name).is_empty(),
+            "nothing was sent"
+        );
+    }
+    // A cycle is named.
+    let project = Project::new();
+    project.slurmfile(&format!(
+        "{}\n[job]\ncommand = [\"true\"]\n[jobs.a]\nafter = [\"b\"]\n[jobs.b]\nafter = [\"a\"]\n",
+        cluster().cluster_table()
+    ));
+    project
+        .run(&["submit", "a"])
+        .expect_code(3)
+        .stderr_contains("a → b → a");
+    // Items from a JSON Lines file: a line that is not an object is named with its own line.
+    let project = Project::new();
+    project.write("params.jsonl", "{\"lr\": 0.1}\n\n[0.2]\n");
+    project.slurmfile(&format!(
+        "{}\n[job]\ncommand = [\"true\"]\nitems_file = \"params.jsonl\"\n",
+        cluster().cluster_table()
+    ));
+    project
+        .run(&["submit"])
+        .expect_code(3)
+        .stderr_contains("params.jsonl:3:1")
+        .stderr_contains("must be a JSON object");
+    // A bad --arg names the flag.
+    let project = Project::new();
+    project.slurmfile(&format!(
+        "{}\n[job]\ncommand = [\"true\"]\n",
+        cluster().cluster_table()
+    ));
+    project
+        .run(&["submit", "--arg", "lr=abc"])
+        .expect_code(3)
+        .stderr_contains("--arg");
+}
