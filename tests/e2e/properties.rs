@@ -222,6 +222,8 @@ struct JobFlagsCase {
     account: Option<String>,
     qos: Option<String>,
     time: Option<String>,
+    /// sbatch's other options as flags: `(Slurmfile key, flag, value)`.
+    options: Vec<(&'static str, &'static str, String)>,
     /// `--arg KEY=JSON`: the key and value meant, and what was written (JSON, or something hostile).
     args: Vec<(String, String, String)>,
     command: Vec<String>,
@@ -294,9 +296,33 @@ fn job_case() -> impl Strategy<Value = JobCase> {
             ),
             0..3,
         ),
+        (
+            maybe(field("[a-z0-9 ./%_-]{1,12}")),
+            maybe(field("[a-z0-9:]{1,8}")),
+            maybe(field("[0-9]{1,3}(-[0-9]{1,3})?")),
+            maybe(field("/[a-z ./-]{1,12}")),
+        ),
     )
         .prop_map(
-            |(name, partition, account, qos, time, command, args)| JobFlagsCase {
+            |(
+                name,
+                partition,
+                account,
+                qos,
+                time,
+                command,
+                args,
+                (output, constraint, array, chdir),
+            )| JobFlagsCase {
+                options: [
+                    ("output", "--output", output),
+                    ("constraint", "--constraint", constraint),
+                    ("array", "--array", array),
+                    ("working_dir", "--chdir", chdir),
+                ]
+                .into_iter()
+                .filter_map(|(k, f, v)| v.map(|v| (k, f, v)))
+                .collect(),
                 name,
                 partition,
                 account,
@@ -424,6 +450,7 @@ impl JobCase {
             account: self.flags.account.clone(),
             qos: self.flags.qos.clone(),
             time: self.flags.time.clone(),
+            options: self.flags.options.clone(),
             args: self.flags.args.iter().map(|(_, _, w)| w.clone()).collect(),
             command: self.flags.command.clone(),
         }

@@ -1092,7 +1092,7 @@ fn a_chain_of_two_jump_hosts_from_ssh_config_aliases() {
     let log = second.log();
     assert!(log.contains("Accepted publickey for"), "{log}");
 
-    // The same chain given as -J on the command line.
+    // The same chain given as --jump on the command line.
     let jumps = format!(
         "{u}@127.0.0.1:{},{u}@127.0.0.1:{}",
         c.jump_port,
@@ -1104,7 +1104,7 @@ fn a_chain_of_two_jump_hosts_from_ssh_config_aliases() {
         &known,
         &format!("key_filename = \"{}\"\n", c.key.display()),
     ));
-    project.run(&["status", "-J", &jumps]).ok();
+    project.run(&["status", "--jump", &jumps]).ok();
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ fn hostile_job_names_are_rejected_before_anything_is_sent() {
         "../escape",
     ] {
         project
-            .run(&["submit", "--name", hostile])
+            .run(&["submit", "--job-name", hostile])
             .expect_code(3)
             .stderr_contains("invalid job name");
     }
@@ -273,4 +273,53 @@ fn a_job_whose_submission_reply_was_lost_is_recovered_by_the_next_command() {
         .run(&["logs", job_id.as_str()])
         .ok()
         .stdout_contains("recovered");
+}
+
+/// sbatch's own options on `submit` and `render`, with sbatch's meanings: `-J` is the job name (jump
+/// hosts are `--jump`), and each value is checked as the Slurmfile's would be.
+#[test]
+fn submit_takes_sbatchs_own_options() {
+    let project = ssh_project("[job]\ncommand = [\"hostname\"]\n");
+    let run = project.run(&[
+        "render", "-J", "named", "-p", "debug", "-t", "5", "-A", "acct", "-q", "normal", "-N",
+        "1-2", "-n", "2", "-c", "1", "--mem", "100M", "--gres", "gpu:1", "--gpus", "1", "-C",
+        "fast", "--array", "0-3%2", "--dependency", "afterok:12", "-o", "out-%j.txt", "-e",
+        "err-%j.txt", "-D", "/tmp/run dir",
+    ]);
+    run.ok();
+    for line in [
+        "#SBATCH --job-name=\"named\"",
+        "#SBATCH --partition=\"debug\"",
+        "#SBATCH --time=\"00:05:00\"",
+        "#SBATCH --account=\"acct\"",
+        "#SBATCH --qos=\"normal\"",
+        "#SBATCH --nodes=\"1-2\"",
+        "#SBATCH --ntasks=\"2\"",
+        "#SBATCH --cpus-per-task=\"1\"",
+        "#SBATCH --mem=\"100M\"",
+        "#SBATCH --gres=\"gpu:1\"",
+        "#SBATCH --gpus=\"1\"",
+        "#SBATCH --constraint=\"fast\"",
+        "#SBATCH --array=\"0-3%2\"",
+        "#SBATCH --dependency=\"afterok:12\"",
+        "#SBATCH --chdir=\"/tmp/run dir\"",
+    ] {
+        run.stdout_contains(line);
+    }
+    // Relative output paths are anchored in the job directory when the job runs elsewhere.
+    run.stdout_contains("out-%j.txt\"").stdout_contains("err-%j.txt\"");
+    // A bad value names its flag.
+    project
+        .run(&["render", "--mem", "lots"])
+        .expect_code(3)
+        .stderr_contains("--mem:");
+    project
+        .run(&["render", "-n", "many"])
+        .expect_code(2)
+        .stderr_contains("--ntasks");
+    // -J names the job; it is not a jump host.
+    let name = project.unique_name();
+    let run = project.run(&["submit", "-J", &name, "--wait"]);
+    run.ok().stdout_contains("COMPLETED");
+    assert_eq!(cluster().job_dirs_named(&name).len(), 1);
 }

@@ -56,7 +56,6 @@ pub struct GlobalArgs {
     /// Jump hosts, as `ssh -J`: [user@]host[:port][,...].
     #[arg(
         long = "jump",
-        short = 'J',
         global = true,
         value_name = "HOSTS",
         help_heading = "Connection"
@@ -81,7 +80,7 @@ pub struct GlobalArgs {
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors.
-    #[arg(long, short = 'q', global = true)]
+    #[arg(long, global = true)]
     pub quiet: bool,
 }
 
@@ -208,20 +207,59 @@ pub enum PluginCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct JobOverrides {
     /// Job name.
-    #[arg(long)]
+    #[arg(short = 'J', long = "job-name", alias = "name", value_name = "NAME")]
     pub name: Option<String>,
     /// Partition to submit to.
-    #[arg(long)]
+    #[arg(short = 'p', long)]
     pub partition: Option<String>,
+    /// Time limit: minutes, [D-]HH:MM:SS, or with a unit (30m, 2h).
+    #[arg(short = 't', long)]
+    pub time: Option<String>,
     /// Account to charge.
-    #[arg(long)]
+    #[arg(short = 'A', long)]
     pub account: Option<String>,
     /// Quality of service.
-    #[arg(long)]
+    #[arg(short = 'q', long)]
     pub qos: Option<String>,
-    /// Time limit: minutes, [D-]HH:MM:SS, or with a unit (30m, 2h).
+    /// Nodes: a count, or MIN-MAX.
+    #[arg(short = 'N', long)]
+    pub nodes: Option<String>,
+    /// Tasks.
+    #[arg(short = 'n', long)]
+    pub ntasks: Option<u32>,
+    /// CPUs per task.
+    #[arg(short = 'c', long)]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node (e.g. 4G).
     #[arg(long)]
-    pub time: Option<String>,
+    pub mem: Option<String>,
+    /// Memory per CPU (e.g. 2G).
+    #[arg(long)]
+    pub mem_per_cpu: Option<String>,
+    /// Generic resources (e.g. gpu:2).
+    #[arg(long)]
+    pub gres: Option<String>,
+    /// GPUs (e.g. 2, or a100:2).
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Node features required.
+    #[arg(short = 'C', long)]
+    pub constraint: Option<String>,
+    /// An array of tasks (e.g. 0-9, 1,3,5, 0-99%10).
+    #[arg(long)]
+    pub array: Option<String>,
+    /// Jobs to run after, in sbatch's syntax (afterok:123,afterany:456).
+    #[arg(long)]
+    pub dependency: Option<String>,
+    /// Where the job's stdout goes (Slurm's patterns, relative to the job directory).
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Where the job's stderr goes.
+    #[arg(short = 'e', long)]
+    pub error: Option<String>,
+    /// The directory the job runs in (default: its job directory).
+    #[arg(short = 'D', long)]
+    pub chdir: Option<String>,
     /// A job argument, as KEY=JSON (`--arg lr=0.1 --arg 'layers=[64,64]'`), over the Slurmfile's `args`.
     #[arg(long = "arg", value_name = "KEY=JSON")]
     pub args: Vec<String>,
@@ -238,6 +276,28 @@ impl JobOverrides {
             account: self.account.clone(),
             qos: self.qos.clone(),
             time: self.time.clone(),
+            options: [
+                ("nodes", "--nodes", self.nodes.clone()),
+                ("ntasks", "--ntasks", self.ntasks.map(|n| n.to_string())),
+                (
+                    "cpus_per_task",
+                    "--cpus-per-task",
+                    self.cpus_per_task.map(|n| n.to_string()),
+                ),
+                ("mem", "--mem", self.mem.clone()),
+                ("mem_per_cpu", "--mem-per-cpu", self.mem_per_cpu.clone()),
+                ("gres", "--gres", self.gres.clone()),
+                ("gpus", "--gpus", self.gpus.clone()),
+                ("constraint", "--constraint", self.constraint.clone()),
+                ("array", "--array", self.array.clone()),
+                ("dependency", "--dependency", self.dependency.clone()),
+                ("output", "--output", self.output.clone()),
+                ("error", "--error", self.error.clone()),
+                ("working_dir", "--chdir", self.chdir.clone()),
+            ]
+            .into_iter()
+            .filter_map(|(key, flag, value)| value.map(|value| (key, flag, value)))
+            .collect(),
             args: self.args.clone(),
             command: self.command.clone(),
         }

@@ -204,6 +204,8 @@ pub enum PlanError {
         #[source]
         source: InvalidValue,
     },
+    #[error("{flag}: {message}")]
+    FlagValue { flag: &'static str, message: String },
     #[error("cannot read the current directory: {0}")]
     CurrentDir(#[source] std::io::Error),
     #[error("resolving the plan failed: {0}")]

@@ -46,6 +46,8 @@ pub struct JobFlags {
     pub account: Option<String>,
     pub qos: Option<String>,
     pub time: Option<String>,
+    /// sbatch's other options, as `(Slurmfile key, flag, value)`: checked as the Slurmfile's would be.
+    pub options: Vec<(&'static str, &'static str, String)>,
     /// `KEY=JSON` arguments, over the Slurmfile's `args`.
     pub args: Vec<String>,
     /// Run this instead of what the Slurmfile says.
@@ -368,6 +370,10 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
     for (key, flag, value, check) in job_flags {
         set(&mut job_table, key, checked(flag, value, check)?);
     }
+    for (key, flag, value) in &job.options {
+        let value = option_value(key, flag, value)?;
+        job_table.insert(key.to_string(), value);
+    }
     if !job.args.is_empty() {
         let mut args = toml::Table::new();
         for arg in &job.args {
@@ -395,6 +401,30 @@ fn top_layer(flags: &Flags, job: &JobFlags, cwd: &Path) -> Result<toml::Table, P
     top.insert("cluster".into(), toml::Value::Table(cluster));
     top.insert("job".into(), toml::Value::Table(job_table));
     Ok(top)
+}
+
+/// An sbatch option from the command line as the Slurmfile would hold it, checked by the same rules.
+fn option_value(key: &str, flag: &'static str, raw: &str) -> Result<toml::Value, PlanError> {
+    let value = match key {
+        "ntasks" | "cpus_per_task" => raw
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string())),
+        "nodes" if !raw.contains('-') => raw
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string())),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    let mut probe = toml::Table::new();
+    probe.insert(key.to_string(), value.clone());
+    toml::Value::Table(probe)
+        .try_into::<JobSettings>()
+        .map_err(|e: toml::de::Error| PlanError::FlagValue {
+            flag,
+            message: e.message().trim().to_string(),
+        })?;
+    Ok(value)
 }
 
 /// `--arg KEY=JSON` as a TOML value (JSON has no TOML form for `null`).
