@@ -281,10 +281,41 @@ fn a_job_whose_submission_reply_was_lost_is_recovered_by_the_next_command() {
 fn submit_takes_sbatchs_own_options() {
     let project = ssh_project("[job]\ncommand = [\"hostname\"]\n");
     let run = project.run(&[
-        "render", "-J", "named", "-p", "debug", "-t", "5", "-A", "acct", "-q", "normal", "-N",
-        "1-2", "-n", "2", "-c", "1", "--mem", "100M", "--gres", "gpu:1", "--gpus", "1", "-C",
-        "fast", "--array", "0-3%2", "--dependency", "afterok:12", "-o", "out-%j.txt", "-e",
-        "err-%j.txt", "-D", "/tmp/run dir",
+        "render",
+        "-J",
+        "named",
+        "-p",
+        "debug",
+        "-t",
+        "5",
+        "-A",
+        "acct",
+        "-q",
+        "normal",
+        "-N",
+        "1-2",
+        "-n",
+        "2",
+        "-c",
+        "1",
+        "--mem",
+        "100M",
+        "--gres",
+        "gpu:1",
+        "--gpus",
+        "1",
+        "-C",
+        "fast",
+        "--array",
+        "0-3%2",
+        "--dependency",
+        "afterok:12",
+        "-o",
+        "out-%j.txt",
+        "-e",
+        "err-%j.txt",
+        "-D",
+        "/tmp/run dir",
     ]);
     run.ok();
     for line in [
@@ -307,7 +338,8 @@ fn submit_takes_sbatchs_own_options() {
         run.stdout_contains(line);
     }
     // Relative output paths are anchored in the job directory when the job runs elsewhere.
-    run.stdout_contains("out-%j.txt\"").stdout_contains("err-%j.txt\"");
+    run.stdout_contains("out-%j.txt\"")
+        .stdout_contains("err-%j.txt\"");
     // A bad value names its flag.
     project
         .run(&["render", "--mem", "lots"])

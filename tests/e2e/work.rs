@@ -123,6 +123,10 @@ fn a_graph_runs_in_order_and_its_outputs_and_results_come_back_byte_for_byte() {
             {"task": 2, "value": 109}
         ])
     );
+    project
+        .run(&["status", sweep])
+        .ok()
+        .stdout_contains(&format!("{sweep}: 3 tasks, 3 COMPLETED"));
     let prep_result: serde_json::Value =
         serde_json::from_str(&project.run(&["result", prep]).stdout).unwrap();
     assert_eq!(prep_result, serde_json::json!({"lines": 5, "offset": 100}));

@@ -304,12 +304,62 @@ fn print_table(statuses: &[JobStatus]) -> std::io::Result<()> {
             status.reason.as_deref().unwrap_or("")
         )?;
     }
+    for line in array_counts(statuses) {
+        writeln!(out, "{line}")?;
+    }
     Ok(())
+}
+
+/// For each array with tasks listed, one line of counts per state: `3884: 3 tasks, 2 COMPLETED, 1 RUNNING`.
+fn array_counts(statuses: &[JobStatus]) -> Vec<String> {
+    let mut arrays: Vec<(String, std::collections::BTreeMap<String, usize>, usize)> = Vec::new();
+    for status in statuses {
+        let base = match status.job_id.as_str().split_once('_') {
+            Some((base, _)) => base,
+            None => continue,
+        };
+        let index = match arrays.iter().position(|(b, _, _)| b == base) {
+            Some(i) => i,
+            None => {
+                arrays.push((base.to_string(), Default::default(), 0));
+                arrays.len() - 1
+            }
+        };
+        let (_, counts, total) = &mut arrays[index];
+        *counts.entry(status.state.to_string()).or_default() += 1;
+        *total += 1;
+    }
+    arrays
+        .into_iter()
+        .filter(|(_, _, total)| *total > 1)
+        .map(|(base, counts, total)| {
+            let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            format!("{base}: {total} tasks, {}", states.join(", "))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_are_counted_per_state() {
+        let status = |id: &str, state| {
+            JobStatus::new(
+                JobId::parse(id).unwrap(),
+                state,
+                crate::types::status::StatusSource::Squeue,
+            )
+        };
+        let lines = array_counts(&[
+            status("7_0", JobState::Completed),
+            status("7_1", JobState::Running),
+            status("7_2", JobState::Completed),
+            status("8", JobState::Pending),
+        ]);
+        assert_eq!(lines, ["7: 3 tasks, 2 COMPLETED, 1 RUNNING"]);
+    }
 
     #[test]
     fn job_states_map_to_exit_codes() {
