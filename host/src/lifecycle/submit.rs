@@ -236,7 +236,20 @@ async fn send(
             &mut |_| {},
         )
     });
-    let input = tokio::fs::File::from_std(std::fs::File::from(std::os::fd::OwnedFd::from(reader)));
+    // Read without a blocking thread per read: the pipe is polled like a socket.
+    let input = match tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) {
+        Ok(input) => input,
+        Err(e) => {
+            let reason = format!("cannot read the pipe: {e}");
+            return (
+                Err(crate::exec::CommandError::NotRun {
+                    command: command.to_string(),
+                    reason,
+                }),
+                Err(e),
+            );
+        }
+    };
     let output = session.conn.run_stream(command, input).await;
     let written = match writing.await {
         Ok(result) => result,

@@ -296,8 +296,18 @@ impl Session {
             .await
             .map_err(|e| not_run(e.to_string()))?;
         let (mut reader, writer) = channel.split();
+        // In large owned chunks: each becomes full-size packets (`data` would copy 8 KiB at a time,
+        // one small packet each).
         let send = async {
-            writer.data(&mut input).await?;
+            use tokio::io::AsyncReadExt;
+            let mut chunk = vec![0u8; 256 << 10];
+            loop {
+                let n = input.read(&mut chunk).await.map_err(russh::Error::IO)?;
+                if n == 0 {
+                    break;
+                }
+                writer.data_bytes(chunk[..n].to_vec()).await?;
+            }
             writer.eof().await
         };
         let receive = async {

@@ -1,0 +1,211 @@
+//! Staging inputs against OpenSSH's own tools, measured in one run on the test cluster, on loopback and
+//! through a proxy adding 20 ms of round-trip time (both with curve25519-sha256, russh's key exchange):
+//!
+//! 1. 10,000 files of 4 KiB: `slurmkit submit` of a job with them as `inputs` (staged, sha256-checked
+//!    manifest, sbatch) against `sftp -b` putting the same directory (`put -r`).
+//! 2. One 1 GiB file: the same job with it as its input, against `scp`.
+//!
+//! `cargo bench -p slurmkit-e2e --bench staging [-- --quick]` (quick: 1,000 files and 64 MiB); needs
+//! `tests/cluster/up`, run as root. Every run stages into a fresh directory, removed afterwards.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slurmkit_e2e::proxy::Proxy;
+use slurmkit_e2e::{Cluster, Project, cluster};
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (files, big_mib, runs) = if quick {
+        (1_000, 64, 1)
+    } else {
+        (10_000, 1024, 3)
+    };
+    let c = cluster();
+    let project = Project::new();
+    make_inputs(&project, files, big_mib);
+    println!(
+        "staging inputs: slurmkit against OpenSSH on the test cluster ({runs} run(s) per figure; median, slowest)\n"
+    );
+    let proxy = Proxy::start(
+        format!("{}:{}", c.host, c.port).parse().unwrap(),
+        Duration::from_millis(20),
+    );
+    let mut summary = Vec::new();
+    for (link, port) in [("loopback", c.port), ("20 ms RTT", proxy.port())] {
+        configure(&project, c, port);
+        // Warm: the compiled renderer and the remote home directory are cached by the first run, and
+        // the base directory exists for scp and sftp.
+        submit(&project, "warm");
+        let many_slurmkit = time(runs, || submit(&project, "many"));
+        let many_sftp = time(runs, || sftp_put_dir(c, &project, port));
+        let big_slurmkit = time(runs, || submit(&project, "big"));
+        let big_scp = time(runs, || scp_file(c, &project, port));
+        row(
+            &format!("{link}: {files} x 4 KiB, sftp -b put -r"),
+            many_sftp,
+        );
+        row(
+            &format!("{link}: {files} x 4 KiB, slurmkit submit"),
+            many_slurmkit,
+        );
+        row(&format!("{link}: {big_mib} MiB, scp"), big_scp);
+        row(
+            &format!("{link}: {big_mib} MiB, slurmkit submit"),
+            big_slurmkit,
+        );
+        summary.push(format!(
+            "{link}: {files} small files {:.1}x faster than sftp -b; one {big_mib} MiB file {:.2}x scp's speed",
+            ratio(many_sftp, many_slurmkit),
+            ratio(big_scp, big_slurmkit)
+        ));
+        println!();
+    }
+    for line in summary {
+        println!("{line}");
+    }
+}
+
+fn make_inputs(project: &Project, files: usize, big_mib: usize) {
+    let many = project.path().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut block = vec![0u8; 4096];
+    for n in 0..files {
+        for chunk in block.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(many.join(format!("f{n:05}.bin")), &block).unwrap();
+    }
+    let mut big = std::fs::File::create(project.path().join("big.bin")).unwrap();
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..big_mib {
+        for word in chunk.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            word.copy_from_slice(&seed.to_le_bytes());
+        }
+        big.write_all(&chunk).unwrap();
+    }
+}
+
+/// The Slurmfile, reaching the login host through `port`, jobs staging into `~/slurm_jobs/bench-staging`.
+fn configure(project: &Project, c: &Cluster, port: u16) {
+    let key = std::fs::read_to_string(&c.host_key_pub).unwrap();
+    let key: Vec<&str> = key.split_whitespace().take(2).collect();
+    let known = project.write(
+        "known_hosts",
+        &format!("[{}]:{port} {}\n", c.host, key.join(" ")),
+    );
+    project.slurmfile(&format!(
+        "[cluster]\nhostname = \"{}\"\nport = {port}\nusername = \"{}\"\nhost_key_policy = \"reject\"\nkey_filename = \"{}\"\nknown_hosts = \"{}\"\njob_base_dir = \"~/slurm_jobs/bench-staging\"\n\n\
+         [job]\ncommand = [\"true\"]\npartition = \"debug\"\ntime = \"1m\"\n\n\
+         [jobs.warm]\n\n[jobs.many]\ninputs = [\"many\"]\n\n[jobs.big]\ninputs = [\"big.bin\"]\n",
+        c.host,
+        c.user,
+        c.key.display(),
+        known.display()
+    ));
+}
+
+fn submit(project: &Project, job: &str) {
+    project.run(&["submit", job]).ok();
+}
+
+/// OpenSSH options shared by ssh, sftp and scp: the cluster's key, the project's known_hosts, russh's
+/// key exchange.
+fn openssh_options(c: &Cluster, project: &Project, command: &mut Command) {
+    command
+        .args(["-F", "/dev/null", "-i"])
+        .arg(&c.key)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "KexAlgorithms=curve25519-sha256", "-o"])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            project.path().join("known_hosts").display()
+        ));
+}
+
+fn sftp_put_dir(c: &Cluster, project: &Project, port: u16) {
+    let dir = format!("slurm_jobs/bench-staging/sftp-{:08x}", rand_u32());
+    let mut command = Command::new("sftp");
+    openssh_options(c, project, &mut command);
+    command
+        .args(["-P", &port.to_string(), "-b", "-"])
+        .arg(format!("{}@{}", c.user, c.host))
+        .current_dir(project.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("sftp");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("mkdir {dir}\nput -r many {dir}/many\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "sftp: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn scp_file(c: &Cluster, project: &Project, port: u16) {
+    let target = format!("slurm_jobs/bench-staging/scp-{:08x}.bin", rand_u32());
+    let mut command = Command::new("scp");
+    openssh_options(c, project, &mut command);
+    command
+        .args(["-q", "-P", &port.to_string()])
+        .arg(project.path().join("big.bin"))
+        .arg(format!("{}@{}:{target}", c.user, c.host));
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "scp: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Remove what a run staged (after the run, untimed).
+fn cleanup(c: &Cluster) {
+    let _ = c.plain_ssh("rm -rf ~/slurm_jobs/bench-staging/*").output();
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u32
+}
+
+/// Median and slowest of `runs` runs of `f`, each followed (untimed) by a cleanup of what it staged.
+fn time(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            let elapsed = start.elapsed();
+            cleanup(cluster());
+            elapsed
+        })
+        .collect();
+    times.sort();
+    (times[times.len() / 2], *times.last().unwrap())
+}
+
+fn row(label: &str, (median, slowest): (Duration, Duration)) {
+    println!(
+        "  {label:<52} {:>9.0} ms  (slowest {:.0} ms)",
+        median.as_secs_f64() * 1000.0,
+        slowest.as_secs_f64() * 1000.0
+    );
+}
+
+fn ratio(baseline: (Duration, Duration), measured: (Duration, Duration)) -> f64 {
+    baseline.0.as_secs_f64() / measured.0.as_secs_f64().max(1e-9)
+}
