@@ -9,6 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The WIT the example scripts build against, relative to their directories: a change rebuilds them.
+const WIT_TYPES: &str = "../../../wit/types.wit";
+const WIT_WORLDS: &str = "../../../wit/worlds.wit";
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let repo = manifest.parent().unwrap().to_path_buf();
@@ -29,6 +33,8 @@ fn main() {
                 "wrong-version",
                 "extra-import",
                 "mismatched-import",
+                "v0-1-site-renderer",
+                "v0-1-ledger",
             ][..],
         ),
         (
@@ -63,19 +69,25 @@ fn main() {
         (
             "python_notify",
             "examples/plugins/python-notify",
-            &["app.py", "build.sh"][..],
+            &["app.py", "build.sh", WIT_TYPES, WIT_WORLDS][..],
             "componentize-py (pip install componentize-py==0.25.1)",
         ),
         (
             "js_site_renderer",
             "examples/plugins/js-site-renderer",
-            &["renderer.js", "build.sh", "package-lock.json"][..],
+            &[
+                "renderer.js",
+                "build.sh",
+                "package-lock.json",
+                WIT_TYPES,
+                WIT_WORLDS,
+            ][..],
             "componentize-js (npm install in examples/plugins/js-site-renderer)",
         ),
         (
             "c_logger",
             "examples/plugins/c-logger",
-            &["logger.c", "build.sh"][..],
+            &["logger.c", "build.sh", WIT_TYPES, WIT_WORLDS][..],
             "clang, wasi-libc and wit-bindgen-cli (apt install clang lld wasi-libc libclang-rt-14-dev-wasm32; cargo install wit-bindgen-cli@0.63.0)",
         ),
     ] {
@@ -141,7 +153,9 @@ fn script_build(dir: &Path, output: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .map(|e| e.path())
+        .chain([WIT_TYPES, WIT_WORLDS].map(|wit| dir.join(wit)))
+        .filter_map(|path| std::fs::metadata(path).ok()?.modified().ok())
         .max();
     let built = std::fs::metadata(output).and_then(|m| m.modified()).ok();
     if let (Some(built), Some(source)) = (built, newest_source)

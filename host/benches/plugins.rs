@@ -211,5 +211,10 @@ fn native_job() -> native::Job {
         output: Some("slurm-%j.out".into()),
         error: Some("slurm-%j.err".into()),
         extra_directives: vec!["--mail-type=END".into()],
+        inputs: vec![],
+        outputs: vec![],
+        args: "{}".into(),
+        item_count: 0,
+        after: vec![],
     }
 }

@@ -3,46 +3,63 @@
 //! The newest version's generated types are the host's own: a job state, an event kind or a dependency
 //! kind is one type everywhere, with no hand-made copy to keep in step. Their names (the WIT's kebab
 //! names for events and dependencies, Slurm's for job states), parsing and serde forms are written here,
-//! next to the bindings. A future `@0.2.0` adds a sibling module; this one stays as it is so components
-//! built against 0.1 keep loading, each through its own bindings.
+//! next to the bindings. Each version has its own module; an older one stays as it was, so components
+//! built against it keep loading through its own bindings (see `plugin::compat`).
 
 use std::fmt;
 
+/// The bindings of one accepted version of the WIT package, at `$path`.
+macro_rules! bindings {
+    ($path:literal, $version:expr) => {
+        pub mod renderer {
+            wasmtime::component::bindgen!({
+                path: $path,
+                world: "renderer",
+                imports: { default: async | trappable },
+                exports: { default: async },
+                additional_derives: [PartialEq, Eq, Hash, PartialOrd, Ord],
+            });
+        }
+
+        pub mod callbacks {
+            wasmtime::component::bindgen!({
+                path: $path,
+                world: "callbacks",
+                imports: { default: async | trappable },
+                exports: { default: async },
+                with: {
+                    "slurmkit:plugin/types": super::renderer::slurmkit::plugin::types,
+                    "slurmkit:plugin/host": super::renderer::slurmkit::plugin::host,
+                },
+            });
+        }
+
+        pub use renderer::slurmkit::plugin::{host, types};
+
+        /// The package version these bindings implement.
+        pub const VERSION: (u64, u64, u64) = $version;
+    };
+}
+
+/// `slurmkit:plugin@0.1.0`, frozen in `wit/0.1.0/`: components built against it keep loading.
 pub mod v0_1_0 {
-    pub mod renderer {
-        wasmtime::component::bindgen!({
-            path: "../wit",
-            world: "renderer",
-            imports: { default: async | trappable },
-            exports: { default: async },
-            additional_derives: [PartialEq, Eq, Hash, PartialOrd, Ord],
-        });
-    }
+    bindings!("../wit/0.1.0", (0, 1, 0));
+}
 
-    pub mod callbacks {
-        wasmtime::component::bindgen!({
-            path: "../wit",
-            world: "callbacks",
-            imports: { default: async | trappable },
-            exports: { default: async },
-            with: {
-                "slurmkit:plugin/types": super::renderer::slurmkit::plugin::types,
-                "slurmkit:plugin/host": super::renderer::slurmkit::plugin::host,
-            },
-        });
-    }
-
-    pub use renderer::slurmkit::plugin::{host, types};
-
-    /// The package version these bindings implement.
-    pub const VERSION: (u64, u64, u64) = (0, 1, 0);
+/// `slurmkit:plugin@0.2.0` (`wit/`): inputs, outputs, args, items and `after` in the job; where a
+/// compute-node event happened.
+pub mod v0_2_0 {
+    bindings!("../wit", (0, 2, 0));
 }
 
 /// The newest version: what the host itself speaks.
-pub use v0_1_0 as latest;
-pub use v0_1_0::types::{
+pub use v0_2_0 as latest;
+pub use v0_2_0::types::{
     DependencyKind, Emitter, Event, EventDetail, EventKind, Job, JobState, JobStatus as WitStatus,
 };
+
+/// Every version this host loads, newest first.
+pub const ACCEPTED: &[(u64, u64, u64)] = &[v0_2_0::VERSION, v0_1_0::VERSION];
 
 /// Names and parsing for the WIT enums the host uses as its own.
 macro_rules! named_enum {

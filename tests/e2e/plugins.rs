@@ -71,14 +71,14 @@ fn inspect_reports_world_version_imports_and_hash() {
     run.ok();
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(json["world"], "callbacks");
-    assert_eq!(json["wit_version"], "0.1.0");
+    assert_eq!(json["wit_version"], "0.2.0");
     assert_eq!(json["sha256"], sha256(Path::new(artifacts::RUST_LEDGER)));
     assert!(
         json["imports"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|i| i == "slurmkit:plugin/host@0.1.0")
+            .any(|i| i == "slurmkit:plugin/host@0.2.0")
     );
     assert_eq!(
         json["exports"],
@@ -193,6 +193,56 @@ fn site_renderer_and_callbacks_in_three_languages_follow_a_job() {
         std::fs::read_to_string(project.path().join("ledger/events.tsv")).unwrap(),
         ledger
     );
+}
+
+/// The examples as they were built for 0.1 (frozen copies in tests/plugins, against wit/0.1.0) load
+/// and work unchanged: the renderer renders the same script as its 0.2 build, the ledger gets the job's
+/// events.
+#[test]
+fn plugins_built_against_0_1_keep_loading_and_working() {
+    let project = project_with(|project| {
+        let renderer = install(project, artifacts::V0_1_SITE_RENDERER);
+        let ledger = install(project, artifacts::V0_1_LEDGER);
+        format!(
+            "[renderer]\nplugin = \"{renderer}\"\nconfig = {{ site = \"testsite\" }}\n\n\
+             [[callbacks]]\nplugin = \"{ledger}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n"
+        )
+    });
+    // Checked as the Slurmfile configures them (the ledger with its write grant).
+    for (plugin, version) in [
+        ("plugins/v0_1_site_renderer.wasm", "0.1.0"),
+        ("plugins/v0_1_ledger.wasm", "0.1.0"),
+        (artifacts::RUST_SITE_RENDERER, "0.2.0"),
+    ] {
+        let run = project.run(&["plugin", "inspect", "--json", plugin]);
+        let json: serde_json::Value = serde_json::from_str(&run.ok().stdout).unwrap();
+        assert_eq!(json["wit_version"], version, "{plugin}");
+        project
+            .run(&["plugin", "check", plugin])
+            .ok()
+            .stdout_contains("passed");
+    }
+    let old = project.run(&["render"]);
+    old.ok()
+        .stdout_contains("#SBATCH --comment=\"site:testsite\"");
+    // The same job through the 0.2 build of the same example renders the same script.
+    let slurmfile = std::fs::read_to_string(project.path().join("Slurmfile.toml")).unwrap();
+    let current = install(&project, artifacts::RUST_SITE_RENDERER);
+    project.slurmfile(&slurmfile.replace("plugins/v0_1_site_renderer.wasm", &current));
+    let new = project.run(&["render"]);
+    assert_eq!(new.ok().stdout, old.stdout);
+    project.slurmfile(&slurmfile);
+
+    let run = project.run(&["submit", "--wait"]);
+    submitted(&project, &run);
+    run.stdout_contains("COMPLETED");
+    let ledger = std::fs::read_to_string(project.path().join("ledger/events.tsv")).unwrap();
+    for kind in ["Submitted", "StatusChanged", "Completed"] {
+        assert!(
+            ledger.contains(&format!("\t{kind}\t")),
+            "ledger lacks {kind}:\n{ledger}"
+        );
+    }
 }
 
 #[test]
@@ -404,7 +454,7 @@ fn plugins_for_another_wit_major_or_with_missing_imports_are_refused_by_name() {
     project
         .run(&["submit"])
         .expect_code(7)
-        .stderr_contains("targets slurmkit:plugin@1.0.0, which this slurmkit cannot load: it loads slurmkit:plugin@0.1.x only");
+        .stderr_contains("targets slurmkit:plugin@1.0.0, which this slurmkit cannot load: it loads slurmkit:plugin@0.1.x and 0.2.x only");
     assert!(cluster().job_dirs_named(&project.unique_name()).is_empty());
     let project = project_with(|project| {
         format!(

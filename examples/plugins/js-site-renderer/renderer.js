@@ -5,7 +5,7 @@
 //   plugin = "plugins/js_site_renderer.wasm"
 //   config = { site = "example-hpc", constraint = "cpu" }
 
-import { config, log } from "slurmkit:plugin/host@0.1.0";
+import { config, log } from "slurmkit:plugin/host@0.2.0";
 
 function setting(key, fallback) {
   const found = config().find(([k]) => k === key);

@@ -166,7 +166,7 @@ pub async fn fetch(
         &submission.spec,
         &submission.job_dir,
         Some(job_id.as_str()),
-        EventDetail::None,
+        EventDetail::Outputs(fetched.files.clone()),
         &format!("@{}", crate::journal::now_ms()),
     );
     session.outbox.emit(submission.id, event).await;

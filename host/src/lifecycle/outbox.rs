@@ -49,6 +49,8 @@ pub enum EventDetail {
         previous: Option<JobStatus>,
         current: JobStatus,
     },
+    /// `outputs-fetched`: the paths written, relative to the local destination.
+    Outputs(Vec<String>),
 }
 
 impl HostEvent {
@@ -72,7 +74,9 @@ impl HostEvent {
                         terminal: current.state.is_terminal(),
                     })
                 }
+                EventDetail::Outputs(paths) => wit::EventDetail::Outputs(paths.clone()),
             },
+            node: None,
         }
     }
 }

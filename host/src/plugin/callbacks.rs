@@ -3,17 +3,24 @@
 
 use std::collections::BTreeSet;
 
+use super::compat::{self, Same};
 use super::engine::export_names;
 use super::{PluginEngine, PluginError, PluginSpec};
 use crate::types::text::bounded;
-use crate::wit::v0_1_0::callbacks::{Callbacks as CallbacksWorld, CallbacksPre};
-use crate::wit::{Event, EventKind};
+use crate::wit::{Event, EventKind, v0_1_0, v0_2_0};
+
+/// A linked callback plugin, through the bindings of the version it was built against.
+#[derive(Clone)]
+enum Pre {
+    V0_2(v0_2_0::callbacks::CallbacksPre<super::PluginState>),
+    V0_1(v0_1_0::callbacks::CallbacksPre<super::PluginState>),
+}
 
 /// One loaded callback plugin.
 pub struct CallbackPlugin {
     pub spec: PluginSpec,
     engine: PluginEngine,
-    pre: CallbacksPre<super::PluginState>,
+    pre: Pre,
     /// What it subscribes to (its `subscriptions` export; all events when it lists none).
     pub subscribed: BTreeSet<EventKind>,
     /// The events it gets: what it subscribes to, narrowed by the Slurmfile's `events`.
@@ -45,11 +52,19 @@ impl CallbackPlugin {
         wanted: Option<&[EventKind]>,
     ) -> Result<CallbackPlugin, PluginError> {
         let (component, instance_pre) = engine.prepare(&spec).await?;
-        let pre = CallbacksPre::new(instance_pre).map_err(|_| PluginError::WrongWorld {
-            name: spec.name.clone(),
-            expected: "callbacks",
-            found: export_names(engine.engine(), &component),
-        })?;
+        let pre = match v0_2_0::callbacks::CallbacksPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V0_2(pre),
+            Err(_) => match v0_1_0::callbacks::CallbacksPre::new(instance_pre) {
+                Ok(pre) => Pre::V0_1(pre),
+                Err(_) => {
+                    return Err(PluginError::WrongWorld {
+                        name: spec.name.clone(),
+                        expected: "callbacks",
+                        found: export_names(engine.engine(), &component),
+                    });
+                }
+            },
+        };
         let mut plugin = CallbackPlugin {
             spec,
             engine: engine.clone(),
@@ -80,8 +95,17 @@ impl CallbackPlugin {
         self.engine
             .call(&self.spec, "subscriptions", move |store| {
                 Box::pin(async move {
-                    let instance: CallbacksWorld = pre.instantiate_async(&mut *store).await?;
-                    instance.call_subscriptions(store).await
+                    match pre {
+                        Pre::V0_2(pre) => {
+                            let instance = pre.instantiate_async(&mut *store).await?;
+                            instance.call_subscriptions(store).await
+                        }
+                        Pre::V0_1(pre) => {
+                            let instance = pre.instantiate_async(&mut *store).await?;
+                            let kinds = instance.call_subscriptions(store).await?;
+                            Ok(kinds.into_iter().map(|k| Same(k).into()).collect())
+                        }
+                    }
                 })
             })
             .await
@@ -95,8 +119,18 @@ impl CallbackPlugin {
             .engine
             .call(&self.spec, &during, move |store| {
                 Box::pin(async move {
-                    let instance: CallbacksWorld = pre.instantiate_async(&mut *store).await?;
-                    instance.call_on_event(store, &record).await
+                    match pre {
+                        Pre::V0_2(pre) => {
+                            let instance = pre.instantiate_async(&mut *store).await?;
+                            instance.call_on_event(store, &record).await
+                        }
+                        Pre::V0_1(pre) => {
+                            let instance = pre.instantiate_async(&mut *store).await?;
+                            let record = compat::event_v1(&record);
+                            let result = instance.call_on_event(store, &record).await?;
+                            Ok(result.map_err(compat::callback_error))
+                        }
+                    }
                 })
             })
             .await;

@@ -50,5 +50,18 @@ pub fn job_to_wit(spec: &JobSpec) -> wit::Job {
         output: Some(spec.stdout_pattern().to_string()),
         error: Some(spec.stderr_pattern().to_string()),
         extra_directives: spec.extra_directives.clone(),
+        inputs: spec
+            .inputs
+            .iter()
+            .map(|i| i.to.as_str().to_string())
+            .collect(),
+        outputs: spec
+            .outputs
+            .iter()
+            .map(|o| o.as_str().to_string())
+            .collect(),
+        args: spec.args.to_string(),
+        item_count: u32::try_from(spec.items.len()).unwrap_or(u32::MAX),
+        after: spec.after.iter().map(|a| a.job.to_string()).collect(),
     }
 }

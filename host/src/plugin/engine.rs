@@ -12,9 +12,7 @@ use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::{
-    PluginError, PluginSpec, PluginState, WIT_PACKAGE, WIT_VERSION, cache, caps, compile, host,
-};
+use super::{PluginError, PluginSpec, PluginState, WIT_PACKAGE, cache, caps, compile, host};
 use crate::types::text::{bounded, escape_controls};
 
 /// How often the epoch ticks; a running guest yields to the async runtime at every tick, and its time
@@ -68,6 +66,11 @@ impl PluginEngine {
             &mut linker,
             |s| s,
         )
+        .map_err(|e| load_error(&e))?;
+        crate::wit::v0_1_0::host::add_to_linker::<
+            PluginState,
+            wasmtime::component::HasSelf<PluginState>,
+        >(&mut linker, |s| s)
         .map_err(|e| load_error(&e))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak, stop) = (engine.weak(), ticker_stop.clone());
@@ -349,23 +352,24 @@ fn with_stderr(mut cause: String, output: &Output) -> String {
     cause
 }
 
-/// The versions this host loads, in words: for 0.x (where every minor may break), that minor only.
+/// The versions this host loads, in words.
 fn accepted_versions() -> String {
-    let (major, minor, _) = WIT_VERSION;
-    if major == 0 {
-        format!("{WIT_PACKAGE}@{major}.{minor}.x only")
-    } else {
-        format!("{WIT_PACKAGE}@{major}.0 to {major}.{minor}.x")
-    }
+    let versions: Vec<String> = crate::wit::ACCEPTED
+        .iter()
+        .rev()
+        .map(|(major, minor, _)| format!("{major}.{minor}.x"))
+        .collect();
+    format!("{WIT_PACKAGE}@{} only", versions.join(" and "))
 }
 
-/// Check the `slurmkit:plugin` version a component was built against.
+/// Check the `slurmkit:plugin` version a component was built against: one of [`crate::wit::ACCEPTED`]
+/// (for 0.x, where every minor may break, the same minor; for 1.x and later, the same major and a minor
+/// no newer).
 pub(super) fn check_version(
     name: &str,
     engine: &Engine,
     component: &Component,
 ) -> Result<(), PluginError> {
-    let (major, minor, _) = WIT_VERSION;
     let incompatible = |targets: &str| PluginError::Incompatible {
         name: name.into(),
         targets: bounded(targets, 64),
@@ -385,7 +389,9 @@ pub(super) fn check_version(
             .split('.')
             .map(|p| p.split(['-', '+']).next().unwrap_or("").parse::<u64>().ok());
         let compatible = match (parts.next().flatten(), parts.next().flatten()) {
-            (Some(m), Some(n)) => m == major && n <= minor && (major != 0 || n == minor),
+            (Some(m), Some(n)) => crate::wit::ACCEPTED.iter().any(|(major, minor, _)| {
+                m == *major && n <= *minor && (*major != 0 || n == *minor)
+            }),
             _ => false,
         };
         if !compatible {

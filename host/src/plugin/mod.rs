@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod callbacks;
 pub mod caps;
+pub mod compat;
 pub mod compile;
 pub mod convert;
 mod engine;
@@ -29,7 +30,7 @@ pub use engine::PluginEngine;
 pub use spec::PluginSpec;
 
 use crate::error::{Diagnose, exit};
-use crate::wit::v0_1_0::{VERSION as WIT_VERSION, host};
+use crate::wit::latest::{VERSION as WIT_VERSION, host};
 
 /// The WIT package name plugins import.
 pub const WIT_PACKAGE: &str = "slurmkit:plugin";
@@ -194,6 +195,29 @@ impl host::Host for PluginState {
 
     async fn config(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         Ok(self.config.as_ref().clone())
+    }
+}
+
+/// Components built against 0.1 call the same host functions through their own bindings.
+impl crate::wit::v0_1_0::host::Host for PluginState {
+    async fn log(
+        &mut self,
+        level: crate::wit::v0_1_0::host::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use crate::wit::v0_1_0::host::Level as Old;
+        let level = match level {
+            Old::Trace => host::Level::Trace,
+            Old::Debug => host::Level::Debug,
+            Old::Info => host::Level::Info,
+            Old::Warn => host::Level::Warn,
+            Old::Error => host::Level::Error,
+        };
+        host::Host::log(self, level, message).await
+    }
+
+    async fn config(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        host::Host::config(self).await
     }
 }
 

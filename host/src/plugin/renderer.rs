@@ -3,11 +3,18 @@
 use std::sync::Arc;
 
 use super::engine::export_names;
-use super::{Capabilities, Limits, PluginEngine, PluginError, PluginSpec, convert};
+use super::{Capabilities, Limits, PluginEngine, PluginError, PluginSpec, compat, convert};
 use crate::types::spec::JobSpec;
 use crate::types::text::bounded;
-use crate::wit::v0_1_0::renderer::{Renderer as RendererWorld, RendererPre};
-use crate::wit::v0_1_0::types::RenderError;
+use crate::wit::latest::types::RenderError;
+use crate::wit::{v0_1_0, v0_2_0};
+
+/// A linked renderer, through the bindings of the version it was built against.
+#[derive(Clone)]
+enum Pre {
+    V0_2(v0_2_0::renderer::RendererPre<super::PluginState>),
+    V0_1(v0_1_0::renderer::RendererPre<super::PluginState>),
+}
 
 /// The default renderer (plugins/renderer-default), built by host/build.rs and embedded here.
 pub static BUILTIN_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/renderer-default.wasm"));
@@ -19,7 +26,7 @@ const MAX_SCRIPT_BYTES: usize = 1 << 20;
 pub struct Renderer {
     engine: PluginEngine,
     spec: PluginSpec,
-    pre: RendererPre<super::PluginState>,
+    pre: Pre,
 }
 
 impl Renderer {
@@ -40,11 +47,20 @@ impl Renderer {
     /// Compile (or read from the cache) and link a renderer.
     pub async fn load(engine: &PluginEngine, spec: PluginSpec) -> Result<Self, PluginError> {
         let (component, instance_pre) = engine.prepare(&spec).await?;
-        let pre = RendererPre::new(instance_pre).map_err(|_| PluginError::WrongWorld {
-            name: spec.name.clone(),
-            expected: "renderer",
-            found: export_names(engine.engine(), &component),
-        })?;
+        // The newest bindings first; a component built against 0.1 matches those instead.
+        let pre = match v0_2_0::renderer::RendererPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V0_2(pre),
+            Err(_) => match v0_1_0::renderer::RendererPre::new(instance_pre) {
+                Ok(pre) => Pre::V0_1(pre),
+                Err(_) => {
+                    return Err(PluginError::WrongWorld {
+                        name: spec.name.clone(),
+                        expected: "renderer",
+                        found: export_names(engine.engine(), &component),
+                    });
+                }
+            },
+        };
         Ok(Renderer {
             engine: engine.clone(),
             spec,
@@ -56,13 +72,27 @@ impl Renderer {
         &self.spec
     }
 
+    /// The WIT version the renderer was built against, as `major.minor.patch`.
+    pub fn wit_version(&self) -> String {
+        let (major, minor, patch) = match self.pre {
+            Pre::V0_2(_) => v0_2_0::VERSION,
+            Pre::V0_1(_) => v0_1_0::VERSION,
+        };
+        format!("{major}.{minor}.{patch}")
+    }
+
     /// Instantiate the renderer in a fresh store and drop it: the fixed cost every call pays before the
     /// guest runs. `slurmkit plugin check` and the benchmark time it.
     pub async fn instantiate(&self) -> Result<(), PluginError> {
         let pre = self.pre.clone();
         self.engine
             .call(&self.spec, "instantiate", move |store| {
-                Box::pin(async move { pre.instantiate_async(store).await.map(|_| ()) })
+                Box::pin(async move {
+                    match pre {
+                        Pre::V0_2(pre) => pre.instantiate_async(store).await.map(|_| ()),
+                        Pre::V0_1(pre) => pre.instantiate_async(store).await.map(|_| ()),
+                    }
+                })
             })
             .await
     }
@@ -75,8 +105,18 @@ impl Renderer {
             .engine
             .call(&self.spec, "render", move |store| {
                 Box::pin(async move {
-                    let instance: RendererWorld = pre.instantiate_async(&mut *store).await?;
-                    instance.call_render(store, &record).await
+                    match pre {
+                        Pre::V0_2(pre) => {
+                            let instance = pre.instantiate_async(&mut *store).await?;
+                            instance.call_render(store, &record).await
+                        }
+                        Pre::V0_1(pre) => {
+                            let instance = pre.instantiate_async(&mut *store).await?;
+                            let record = compat::job_v1(&record);
+                            let result = instance.call_render(store, &record).await?;
+                            Ok(result.map_err(compat::render_error))
+                        }
+                    }
                 })
             })
             .await?;

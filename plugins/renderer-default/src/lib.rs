@@ -286,6 +286,11 @@ mod tests {
             output: Some("/jobs/hello dir/slurm-%j.out".into()),
             error: None,
             extra_directives: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            args: "{}".into(),
+            item_count: 0,
+            after: vec![],
         }
     }
 

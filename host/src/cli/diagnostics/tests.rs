@@ -300,7 +300,7 @@ fn plugin_errors() {
         Box::new(PluginError::Incompatible {
             name: "x".into(),
             targets: "0.0.9".into(),
-            accepted: "slurmkit:plugin@0.1.x only".into(),
+            accepted: "slurmkit:plugin@0.1.x and 0.2.x only".into(),
         }),
         Box::new(PluginError::WrongWorld {
             name: "x".into(),
