@@ -84,7 +84,7 @@ fn a_graph_runs_in_order_and_its_outputs_and_results_come_back_byte_for_byte() {
     assert_eq!(ids.len(), 3, "prep, sweep and collect:\n{}", run.stdout);
     let (prep, sweep, collect) = (ids[0], ids[1], ids[2]);
     assert_eq!(
-        run.stdout.matches("COMPLETED").count(),
+        run.stdout.matches("COMPLETED ").count(),
         5,
         "prep, three sweep tasks and collect:\n{}",
         run.stdout

@@ -137,7 +137,8 @@ pub fn staged_job(dir_name: &str, script: String, spec: &JobSpec, after: String)
         .iter()
         .map(|input| StagedFile {
             name: input.to.as_str().to_string(),
-            mode: 0o640,
+            // Read-only: a file shared with another job (one copy, linked) is not for writing.
+            mode: 0o440,
             content: Content::File(input.source.clone()),
         })
         .collect();

@@ -117,7 +117,8 @@ pub fn command(nonce: &str, base: &str, jobs: &[StagedJob]) -> ShellCommand {
 }
 
 /// The job directories as one tar stream, written to `out` (a pipe to the remote command). Inputs
-/// are read as they are written; each job's manifest lists the sha256 of the bytes actually sent.
+/// are read as they are written; each job's manifest lists the sha256 of the bytes actually sent. A
+/// file staged by several jobs is sent once and hard-linked into the others' directories.
 /// `sent` is told the size of each chunk written, for a progress bar.
 pub fn write_archive(
     jobs: &[StagedJob],
@@ -137,6 +138,9 @@ pub fn write_archive(
         header.set_mtime(mtime);
         header
     };
+    // A local file several jobs stage travels once: the others get a hard link to its first copy.
+    let mut sent_files: std::collections::HashMap<PathBuf, (String, Vec<u8>)> =
+        std::collections::HashMap::new();
     for job in jobs {
         let dir = |path: &str| format!("{}/{path}/", job.dir_name);
         archive.append_data(
@@ -166,6 +170,12 @@ pub fn write_archive(
                     sent(bytes.len() as u64);
                     <sha2::Sha256 as sha2::Digest>::digest(bytes).to_vec()
                 }
+                Content::File(source) if sent_files.contains_key(source) => {
+                    let (first, digest) = &sent_files[source];
+                    let mut h = header(tar::EntryType::Link, file.mode, 0);
+                    archive.append_link(&mut h, &path, first)?;
+                    digest.clone()
+                }
                 Content::File(source) => {
                     let opened = std::fs::File::open(source).map_err(|e| {
                         std::io::Error::new(e.kind(), format!("{}: {e}", source.display()))
@@ -180,7 +190,9 @@ pub fn write_archive(
                             source.display()
                         )));
                     }
-                    reader.finish()
+                    let digest = reader.finish();
+                    sent_files.insert(source.clone(), (path.clone(), digest.clone()));
+                    digest
                 }
             };
             if is_input {
@@ -410,16 +422,22 @@ mod tests {
         j5.inputs = vec![StagedFile {
             name: "data/in.csv".into(),
             mode: 0o640,
-            content: Content::File(input_file),
+            content: Content::File(input_file.clone()),
         }];
         j5.dirs = vec!["results".into()];
+        let mut j4 = job("j4", "#!/bin/bash\ntrue\n");
+        j4.inputs = vec![StagedFile {
+            name: "shared.csv".into(),
+            mode: 0o440,
+            content: Content::File(input_file.clone()),
+        }];
         let mut j6 = job("j6", "#!/bin/bash\ntrue\n");
         j6.after = "afterok:@j2".into();
         let jobs = vec![
             job("j1", weird),
             job("j2", "#!/bin/bash\nrefuse\n"),
             job("j3", "#!/bin/bash\n"),
-            job("j4", "#!/bin/bash\ntrue\n"),
+            j4,
             j5,
             j6,
         ];
@@ -483,6 +501,16 @@ mod tests {
             "a,b\n1,2\n"
         );
         assert!(j5.join("results").is_dir());
+        use std::os::unix::fs::MetadataExt;
+        let (shared, copy) = (
+            std::fs::metadata(base.join("j4/shared.csv")).unwrap(),
+            std::fs::metadata(j5.join("data/in.csv")).unwrap(),
+        );
+        assert_eq!(
+            shared.ino(),
+            copy.ino(),
+            "sent once, linked into the second job"
+        );
         let check = std::process::Command::new("sha256sum")
             .args(["--check", "--strict", MANIFEST_FILE])
             .current_dir(&j5)
