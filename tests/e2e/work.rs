@@ -352,3 +352,26 @@ fn mistakes_are_refused_before_anything_is_sent_with_their_line() {
         .expect_code(3)
         .stderr_contains("--arg");
 }
+
+/// A transfer big enough to watch shows a progress bar on a terminal, and nothing when stderr is not one.
+#[test]
+fn staging_shows_progress_on_a_terminal_only() {
+    let project = Project::new();
+    let name = project.unique_name();
+    let block: Vec<u8> = (0..(24u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(project.path().join("big.bin"), &block).unwrap();
+    project.slurmfile(&format!(
+        "{}\n[job]\nname = \"{name}\"\ninputs = [\"big.bin\"]\ntime = \"1m\"\ncommand = [\"true\"]\n",
+        cluster().cluster_table()
+    ));
+    let mut pty = slurmkit_e2e::pty::Pty::spawn(project.command(&["submit"]));
+    let (status, output) = pty.finish(std::time::Duration::from_secs(60));
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("staging "),
+        "no progress on a terminal:\n{output}"
+    );
+    let quiet = project.run(&["submit"]);
+    quiet.ok();
+    assert!(!quiet.stderr.contains("staging"), "{}", quiet.stderr);
+}

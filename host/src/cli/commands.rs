@@ -112,7 +112,27 @@ async fn submit(
     let engine = engine(plan)?;
     let renderer = load_renderer(&engine, plan).await?;
     in_session(plan, target, &engine, async |session| {
+        // A bar on a terminal while inputs go up (indicatif draws nothing when stderr is not one);
+        // only for transfers big enough to watch.
+        let bar = indicatif::ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "staging {bytes}/{total_bytes} {wide_bar} {binary_bytes_per_sec} {eta}",
+            )
+            .expect("a valid template"),
+        );
+        let shown = bar.clone();
+        session.progress = Some(Arc::new(move |sent, total| {
+            if total >= 8 << 20 {
+                shown.set_length(total);
+                shown.set_position(sent);
+            }
+        }));
         let results = submit::submit(session, &renderer, &specs).await;
+        bar.finish_and_clear();
         let mut first_failure = None;
         let mut submitted = Vec::new();
         let mut out = std::io::stdout().lock();

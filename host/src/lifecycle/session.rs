@@ -27,6 +27,8 @@ pub struct Session {
     pub journal: SharedJournal,
     pub outbox: Outbox,
     prompter: Arc<dyn Prompter>,
+    /// Told how staging goes: bytes sent so far, and the total.
+    pub progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
 }
 
 impl Session {
@@ -53,6 +55,7 @@ impl Session {
             journal,
             outbox,
             prompter,
+            progress: None,
         })
     }
 

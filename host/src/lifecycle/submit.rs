@@ -229,11 +229,20 @@ async fn send(
             );
         }
     };
+    let progress = session.progress.clone();
     let writing = tokio::task::spawn_blocking(move || {
+        let total = exchange::archive_size(&jobs);
+        let mut sent = 0u64;
+        let mut report = |n: u64| {
+            sent += n;
+            if let Some(progress) = &progress {
+                progress(sent, total);
+            }
+        };
         exchange::write_archive(
             &jobs,
             std::io::BufWriter::with_capacity(1 << 20, writer),
-            &mut |_| {},
+            &mut report,
         )
     });
     // Read without a blocking thread per read: the pipe is polled like a socket.

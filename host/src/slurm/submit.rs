@@ -116,6 +116,21 @@ pub fn command(nonce: &str, base: &str, jobs: &[StagedJob]) -> ShellCommand {
     command
 }
 
+/// About how many bytes [`write_archive`] will send (file contents; headers left out), for progress.
+pub fn archive_size(jobs: &[StagedJob]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    jobs.iter()
+        .flat_map(|job| job.files.iter().chain(&job.inputs))
+        .map(|file| match &file.content {
+            Content::Bytes(bytes) => bytes.len() as u64,
+            Content::File(path) if seen.insert(path.clone()) => {
+                std::fs::metadata(path).map_or(0, |m| m.len())
+            }
+            Content::File(_) => 0,
+        })
+        .sum()
+}
+
 /// The job directories as one tar stream, written to `out` (a pipe to the remote command). Inputs
 /// are read as they are written; each job's manifest lists the sha256 of the bytes actually sent. A
 /// file staged by several jobs is sent once and hard-linked into the others' directories.
