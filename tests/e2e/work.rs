@@ -253,7 +253,7 @@ fn a_link_among_the_outputs_is_not_followed() {
     let project = Project::new();
     let name = project.unique_name();
     project.slurmfile(&format!(
-        "{}\n[job]\nname = \"{name}\"\ntime = \"1m\"\noutputs = [\"out/*\"]\nscript = \"mkdir out && echo mine > out/ok.txt && ln -s /etc/passwd out/leak.txt\"\n",
+        "{}\n[job]\nname = \"{name}\"\ntime = \"1m\"\noutputs = [\"out/*\", \"conf/passwd\"]\nscript = \"mkdir out && echo mine > out/ok.txt && ln -s /etc/passwd out/leak.txt && ln -s /etc conf\"\n",
         cluster().cluster_table()
     ));
     let run = project.run(&["submit", "--wait"]);
@@ -269,6 +269,8 @@ fn a_link_among_the_outputs_is_not_followed() {
         "mine\n"
     );
     assert!(to.join("out/leak.txt").symlink_metadata().is_err());
+    // A linked directory in the middle of an output's path is not followed either.
+    assert!(!to.join("conf").exists(), "nothing from /etc was fetched");
 }
 
 /// Each mistake is refused before anything is sent (no job directory appears), at its line.

@@ -17,6 +17,7 @@ pub(super) async fn earlier_submissions(
     session: &Session,
     specs: &[JobSpec],
 ) -> BTreeMap<String, Submission> {
+    let project = specs.iter().find_map(|s| s.project.clone());
     let in_batch: Vec<String> = specs
         .iter()
         .filter_map(|s| s.entry.as_ref().map(|e| e.to_string()))
@@ -42,7 +43,10 @@ pub(super) async fn earlier_submissions(
         let Some(entry) = submission.spec.entry.as_ref().map(|e| e.to_string()) else {
             continue;
         };
-        if wanted.contains(&entry) && submission.job_id.is_some() {
+        if wanted.contains(&entry)
+            && submission.job_id.is_some()
+            && submission.spec.project == project
+        {
             // `recent` is newest first: keep the first seen.
             found.entry(entry).or_insert(submission);
         }

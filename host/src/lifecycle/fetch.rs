@@ -56,6 +56,9 @@ impl Diagnose for FetchError {
     }
 }
 
+/// The most a fetch brings back in one go (it is held in memory before it is written).
+pub const MAX_FETCH_BYTES: u64 = 1 << 30;
+
 /// What a fetch did.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -102,20 +105,31 @@ pub async fn fetch(
         });
     }
     let dest = dest.map_or_else(|| default_dest(&submission), Path::to_path_buf);
+    // Only the first part of each glob's fixed prefix: tar follows no link below what it is given, but
+    // would follow one in the middle of a path it is given (`model/weights` through a linked `model`).
     let mut roots: Vec<String> = globs
         .iter()
         .map(|g| {
             let prefix = g.literal_prefix();
-            if prefix.is_empty() {
-                ".".to_string()
-            } else {
-                prefix
+            match prefix.split('/').next() {
+                Some(first) if !first.is_empty() => first.to_string(),
+                _ => ".".to_string(),
             }
         })
         .collect();
     roots.sort();
     roots.dedup();
-    let packed = pack(&session.conn, &submission.job_dir, &roots)
+    if let Some(status) = super::observe::observe(session, std::slice::from_ref(job_id))
+        .await?
+        .into_iter()
+        .find(|s| !s.state.is_terminal())
+    {
+        tracing::warn!(
+            "job {job_id} is {}: its outputs may not be complete yet",
+            status.state
+        );
+    }
+    let packed = pack(&session.conn, &submission.job_dir, &roots, MAX_FETCH_BYTES)
         .await
         .map_err(LifecycleError::from)?;
     let matchers: Vec<_> = globs.iter().map(|g| g.matcher()).collect();

@@ -219,9 +219,28 @@ impl Plan {
     /// The jobs to submit for `names`: with `only`, just those (their `after` jobs are looked up among
     /// earlier submissions); otherwise each with every job it runs after, dependencies first.
     pub fn graph(&self, names: &[String], only: bool) -> Result<Vec<JobSpec>, PlanError> {
-        let selected = self.jobs(names)?;
+        let mut selected = self.jobs(names)?;
         if only {
-            return Ok(selected);
+            // Among the named jobs, those run after go first (the others come from earlier runs).
+            let mut ordered: Vec<JobSpec> = Vec::with_capacity(selected.len());
+            while !selected.is_empty() {
+                let ready = selected
+                    .iter()
+                    .position(|spec| {
+                        spec.after.iter().all(|a| {
+                            !selected
+                                .iter()
+                                .any(|other| other.entry.as_ref() == Some(&a.job))
+                        })
+                    })
+                    .ok_or_else(|| {
+                        PlanError::Refused(
+                            "the jobs named run after each other in a cycle".to_string(),
+                        )
+                    })?;
+                ordered.push(selected.remove(ready));
+            }
+            return Ok(ordered);
         }
         let entries = self.file_table("jobs");
         let defined: Vec<String> = entries.keys().cloned().collect();
@@ -642,5 +661,40 @@ mod tests {
                 .to_string()
                 .contains("several jobs")
         );
+    }
+
+    /// Mistakes in `inputs` and `after` that only show once the files are looked at, refused with
+    /// the entry's line.
+    #[test]
+    fn inputs_and_dependencies_that_cannot_work_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/x.csv"), "x").unwrap();
+        std::fs::write(dir.path().join("a.csv"), "a").unwrap();
+        let cases = [
+            (
+                "inputs = [{ from = \"a.csv\", to = \"data\" }, \"data/*.csv\"]",
+                "needs it to be a directory",
+            ),
+            (
+                "inputs = [{ from = \"a.csv\", to = \"job.json\" }]",
+                "slurmkit writes in every job directory",
+            ),
+            ("after = [\"prep-a\", \"prep_a\"]", "rename one"),
+        ];
+        for (body, message) in cases {
+            let text = format!(
+                "[job]\ncommand = [\"true\"]\n[jobs.prep-a]\n[jobs.prep_a]\n[jobs.x]\n{body}\n"
+            );
+            std::fs::write(dir.path().join("Slurmfile.toml"), text).unwrap();
+            let flags = Flags {
+                data_dir: Some(dir.path().join("data-dir")),
+                ..Flags::default()
+            };
+            let plan = Plan::resolve(&flags, &JobFlags::default(), dir.path()).unwrap();
+            let error = plan.jobs(&["x".into()]).unwrap_err().to_string();
+            assert!(error.contains(message), "{body}: {error}");
+            assert!(error.contains("Slurmfile.toml:6:"), "{body}: {error}");
+        }
     }
 }

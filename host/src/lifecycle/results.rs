@@ -191,6 +191,7 @@ async fn array_results(
         &session.conn,
         &submission.job_dir,
         &[RESULTS_DIR.to_string()],
+        MAX_RESULT_BYTES,
     )
     .await
     .map_err(LifecycleError::from)?;

@@ -165,18 +165,18 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
         let command = exchange::command(&nonce, &base, &jobs);
         let reply = match send(session, &command, jobs).await {
             (Ok(output), Ok(())) => exchange::reply(&nonce, count, &output),
-            // The stream broke off (an input unreadable or changed): tar refused the rest, so
-            // nothing was submitted.
-            (_, Err(error)) => exchange::Reply {
-                home: None,
-                staged: vec![false; count],
-                outcomes: (0..count)
-                    .map(|_| Outcome::NotStaged {
-                        message: format!("the inputs could not be sent: {error}"),
-                    })
-                    .collect(),
-            },
-            (Err(error), Ok(())) => exchange::Reply {
+            // The stream broke off (an input unreadable or changed on the way): the script saw no
+            // end mark and submitted nothing, which its reply says; the cause is ours to tell.
+            (Ok(output), Err(error)) => {
+                let mut reply = exchange::reply(&nonce, count, &output);
+                for outcome in &mut reply.outcomes {
+                    if let Outcome::NotStaged { message } = outcome {
+                        *message = format!("the inputs could not be sent ({error}): {message}");
+                    }
+                }
+                reply
+            }
+            (Err(error), _) => exchange::Reply {
                 home: None,
                 staged: vec![false; count],
                 outcomes: (0..count)

@@ -68,6 +68,7 @@ pub(super) fn resolve(
     base: &Path,
 ) -> Result<(), PlanError> {
     spec.entry = origin.entry.and_then(|e| JobName::parse(e).ok());
+    spec.project = origin.file.map(|f| f.path.display().to_string());
     spec.inputs = inputs(settings.inputs.as_deref().unwrap_or_default(), origin, base)?;
     spec.outputs = settings.outputs.clone().unwrap_or_default();
     if let Some(args) = &settings.args {
@@ -117,6 +118,22 @@ pub(super) fn resolve(
             })
         })
         .collect();
+    let mut variables: BTreeMap<String, &JobName> = BTreeMap::new();
+    for after in &spec.after {
+        let variable = crate::types::work::dependency_variable(&after.job);
+        if let Some(other) = variables.insert(variable.clone(), &after.job)
+            && *other != after.job
+        {
+            return Err(origin.error(
+                "after",
+                None,
+                format!(
+                    "{} and {} would both be seen as ${variable}: rename one",
+                    other, after.job
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -194,6 +211,24 @@ fn inputs(
                 )));
             }
             inputs.push(input);
+        }
+    }
+    // A file cannot also be a directory: `data` from one entry and `data/x.csv` from another.
+    for (path, index) in &staged {
+        let below = format!("{}/", path.as_str());
+        if let Some((inner, _)) = staged
+            .range(path.clone()..)
+            .find(|(other, _)| other.as_str().starts_with(&below))
+        {
+            return Err(origin.error(
+                "inputs",
+                Some(*index),
+                format!(
+                    "{:?} is a file here, but {:?} needs it to be a directory",
+                    path.as_str(),
+                    inner.as_str()
+                ),
+            ));
         }
     }
     Ok(inputs)

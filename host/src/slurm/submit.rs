@@ -31,15 +31,22 @@ use crate::types::shell::ShellCommand;
 const SCRIPT: &str = concat!(
     r#"n=$1; base=$2; stage=$3; shift 3; set -C; printf '%s home %s\n' "$n" "$HOME"; "#,
     r#"say() { printf '%s\n' "$3" | while IFS= read -r l || [ -n "$l" ]; do [ -n "$l" ] && printf '%s %s %s %s\n' "$n" "$1" "$2" "$l"; done; }; "#,
-    // Staging directories left by a killed run, an hour old or more.
-    r#"for s in "$base"/.slurmkit-stage-*; do [ -d "$s" ] && find "$base" -maxdepth 1 -name '.slurmkit-stage-*' -mmin +60 -exec rm -rf {} + 2>/dev/null; break; done; "#,
-    r#"if e=$(umask 027; mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1); then "#,
+    // Staging directories left by a killed run, a day old or more (a big upload takes hours at worst,
+    // and its directory's time does not change while a file streams in).
+    r#"for s in "$base"/.slurmkit-stage-*; do [ -d "$s" ] && find "$base" -maxdepth 1 -name '.slurmkit-stage-*' -mmin +1440 -exec rm -rf {} + 2>/dev/null; break; done; "#,
+    // The stream ends with `.slurmkit-complete`: a stream cut short (an input unreadable on the way) is a
+    // valid but shorter archive to tar, and must not be submitted.
+    r#"if e=$(umask 027; mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1) && "#,
+    r#"{ [ -f "$stage/.slurmkit-complete" ] || { e="the upload was cut short"; false; }; }; then "#,
     r#"mv -n -- "$stage"/* "$base"/ 2>/dev/null; ok=1; else ok=0; fi; "#,
     r#"i=0; while [ $# -ge 2 ]; do d=$1; w=$2; shift 2; dep=; bad=; "#,
     // Resolve `@<directory>` to the id sbatch wrote there (its last line, before any `;cluster`).
-    r#"if [ "$w" != - ]; then for c in $(printf '%s\n' "$w" | tr , ' '); do o=${c%%:*}; case $c in *:*) "#,
-    r#"for r in $(printf '%s\n' "${c#*:}" | tr : ' '); do case $r in @*) id=$(tail -n 1 "$base/${r#@}/job_id" 2>/dev/null); id=${id%%;*}; "#,
-    r#"case $id in ''|*[!0-9_]*) bad=${r#@};; esac;; *) id=$r;; esac; o=$o:$id; done;; esac; dep=${dep:+$dep,}$o; done; fi; "#,
+    // The id is read as the host reads it (slurm::parse_parsable): the last non-blank line, trimmed,
+    // before any `;cluster`.
+    r#"if [ "$w" != - ]; then set -f; for c in $(printf '%s\n' "$w" | tr , ' '); do o=${c%%:*}; case $c in *:*) "#,
+    r#"for r in $(printf '%s\n' "${c#*:}" | tr : ' '); do case $r in @*) "#,
+    r#"id=$(awk 'NF{l=$0} END{sub(/^[ \t]+/,"",l); sub(/[ \t]+$/,"",l); sub(/;.*/,"",l); print l}' "$base/${r#@}/job_id" 2>/dev/null); "#,
+    r#"case $id in ''|*[!0-9_]*) bad=${r#@};; esac;; *) id=$r;; esac; o=$o:$id; done;; esac; dep=${dep:+$dep,}$o; done; set +f; fi; "#,
     r#"if [ -n "$bad" ]; then printf '%s blocked %s %s\n' "$n" "$i" "$bad"; "#,
     r#"elif [ $ok = 1 ] && [ ! -e "$stage/$d" ] && cd -- "$base/$d" && : 2>/dev/null >.sbatch.claim; then printf '%s staged %s\n' "$n" "$i"; "#,
     r#"sbatch --parsable ${dep:+"--dependency=$dep"} job.sbatch >job_id 2>.sbatch.err; r=$?; printf '%s\n' "$r" >.sbatch.status; "#,
@@ -228,6 +235,12 @@ pub fn write_archive(
             )?;
         }
     }
+    // Last: the mark that the stream arrived whole (see SCRIPT).
+    archive.append_data(
+        &mut header(tar::EntryType::Regular, 0o600, 0),
+        ".slurmkit-complete",
+        std::io::empty(),
+    )?;
     archive.into_inner()?.flush()
 }
 
@@ -569,6 +582,55 @@ mod tests {
             ["j1", "j2", "j3", "j4", "j5", "j6"],
             "no staging directory left behind"
         );
+    }
+
+    /// An input that cannot be read ends the stream early, as a valid but shorter archive: the script
+    /// sees no end mark and submits nothing, not even the jobs that arrived whole.
+    #[test]
+    fn an_upload_cut_short_submits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("sbatch"), "#!/bin/sh\necho 1\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("sbatch"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let base = dir.path().join("jobs");
+        let mut broken = job("j2", "#!/bin/bash\n");
+        broken.inputs = vec![StagedFile {
+            name: "gone.csv".into(),
+            mode: 0o440,
+            content: Content::File(dir.path().join("deleted-since-planning.csv")),
+        }];
+        let jobs = vec![job("j1", "#!/bin/bash\n"), broken];
+        let mut input = Vec::new();
+        assert!(write_archive(&jobs, &mut input, &mut |_| {}).is_err());
+        let command = command("N", &base.display().to_string(), &jobs);
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command.as_str())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let output = CommandOutput {
+            exit: Exit::Code(out.status.code().unwrap()),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        };
+        let reply = reply("N", 2, &output);
+        for outcome in &reply.outcomes {
+            assert!(
+                matches!(outcome, Outcome::NotStaged { message } if message.contains("cut short")),
+                "{outcome:?}"
+            );
+        }
+        assert!(!base.join("j1").exists(), "nothing moved into place");
     }
 
     #[test]

@@ -11,10 +11,10 @@ use crate::types::shell::ShellCommand;
 
 use super::{TransferError, check_relative};
 
-/// Arguments: the job directory, then the paths to pack (relative to it). Paths that do not exist are
-/// left out (tar warns on stderr and carries on).
-const PACK: &str =
-    r#"cd -P -- "$1" || exit 2; shift; exec tar -c -f - --ignore-failed-read -- "$@""#;
+/// Arguments: the most bytes to send, the job directory, then the paths to pack (relative to it).
+/// Paths that do not exist are left out (tar warns on stderr and carries on); the stream is cut one
+/// byte past the limit, so going over it is seen here without the rest being sent.
+const PACK: &str = r#"n=$1; cd -P -- "$2" || exit 2; shift 2; tar -c -f - --ignore-failed-read -- "$@" | head -c "$n""#;
 
 /// One packed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub async fn pack(
     exec: &impl Exec,
     job_dir: &str,
     paths: &[String],
+    limit: u64,
 ) -> Result<Vec<Packed>, TransferError> {
     for path in paths {
         if path != "." {
@@ -45,6 +46,7 @@ pub async fn pack(
         }
     }
     let command = ShellCommand::sh("pack job files", PACK)
+        .arg((limit + 1).to_string())
         .arg(job_dir)
         .args(paths);
     let output = exec.exec(&command).await.map_err(|e| TransferError::Io {
@@ -65,6 +67,28 @@ pub async fn pack(
             });
         }
         _ => {}
+    }
+    if output.stdout.len() as u64 > limit {
+        return Err(TransferError::Io {
+            path: job_dir.to_string(),
+            message: format!(
+                "more than {limit} bytes to bring back; fetch fewer files (narrower `outputs`)"
+            ),
+        });
+    }
+    // A file that changed while tar read it is padded or cut: not a copy of anything.
+    let stderr = output.stderr_text();
+    if let Some(line) = stderr
+        .lines()
+        .find(|l| l.contains("shrank") || l.contains("changed as we read it"))
+    {
+        return Err(TransferError::Io {
+            path: job_dir.to_string(),
+            message: format!(
+                "{}; fetch again once the job has ended",
+                crate::types::text::bounded(line.trim(), 512)
+            ),
+        });
     }
     unpack(&output.stdout).map_err(|e| TransferError::Io {
         path: job_dir.to_string(),
@@ -130,6 +154,7 @@ mod tests {
             .arg("-c")
             .arg(PACK)
             .arg("sh")
+            .arg("1000000")
             .arg(&job)
             .args(["results", "missing"])
             .output()

@@ -70,6 +70,9 @@ pub struct JobSpec {
     /// The `[jobs.<entry>]` of the Slurmfile it comes from, which `after` names.
     #[serde(default)]
     pub entry: Option<JobName>,
+    /// That Slurmfile (its path here): `--only` runs after earlier submissions of the same one.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -111,6 +114,7 @@ impl JobSpec {
             items: Vec::new(),
             after: Vec::new(),
             entry: None,
+            project: None,
         }
     }
 

@@ -13,17 +13,18 @@ pub const MAX_ARGS_BYTES: usize = 1 << 20;
 
 /// Names in a job directory that slurmkit writes itself: inputs may not land on them.
 pub const RESERVED: &[&str] = &[
-    "job.sbatch",
-    "spec.json",
-    "job_id",
+    super::job_dir::SCRIPT_FILE,
+    super::job_dir::SPEC_FILE,
+    super::job_dir::JOB_ID_FILE,
+    super::job_dir::SBATCH_STATUS_FILE,
+    super::job_dir::SBATCH_CLAIM_FILE,
+    super::job_dir::SBATCH_ERROR_FILE,
+    super::job_dir::JOB_ID_PENDING_FILE,
     "args.json",
     "items",
     "result.json",
     "results",
     ".slurmkit",
-    ".sbatch.err",
-    ".sbatch.status",
-    ".sbatch.claim",
 ];
 
 /// A path inside the job directory: relative, `/`-separated, no `.`, `..` or empty parts, no control
@@ -82,7 +83,7 @@ impl<'de> Deserialize<'de> for RelativePath {
 pub struct RelativeGlob(String);
 
 impl RelativeGlob {
-    const RULE: &'static str = "write a glob relative to its directory (e.g. data/*.csv, results/**/*.json, model/): no leading '/', no '..' parts, no control characters";
+    const RULE: &'static str = "write a glob relative to its directory (e.g. data/*.csv, results/**/*.json, model/): no leading '/', no '.' or '..' parts, no control characters";
 
     pub fn parse(what: &'static str, value: &str) -> Result<Self, InvalidValue> {
         let err = || InvalidValue {
@@ -96,7 +97,7 @@ impl RelativeGlob {
             || trimmed.chars().any(|c| c.is_control() || c == '\\')
             || trimmed
                 .split('/')
-                .any(|part| part.is_empty() || part == "..")
+                .any(|part| part.is_empty() || part == "." || part == "..")
         {
             return Err(err());
         }
@@ -124,14 +125,20 @@ impl RelativeGlob {
     }
 
     /// A matcher for paths relative to the glob's directory: the glob itself, and everything below
-    /// what it matches (so `model/` or `results` take whole directories).
-    pub fn matcher(&self) -> globset::GlobMatcher {
-        let pattern = format!("{{{0},{0}/**}}", self.pattern());
-        globset::GlobBuilder::new(&pattern)
-            .literal_separator(true)
+    /// what it matches (so `model/` or `results` take whole directories). Two globs, not one
+    /// `{P,P/**}`: a comma in the pattern stays a comma.
+    pub fn matcher(&self) -> globset::GlobSet {
+        let glob = |pattern: &str| {
+            globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .expect("checked when parsed")
+        };
+        globset::GlobSetBuilder::new()
+            .add(glob(self.pattern()))
+            .add(glob(&format!("{}/**", self.pattern())))
             .build()
-            .expect("checked when parsed")
-            .compile_matcher()
+            .expect("two valid globs")
     }
 }
 
@@ -238,7 +245,13 @@ mod tests {
         assert!(!m.is_match("other/a.json"));
         let dir = RelativeGlob::parse("output", "model/").unwrap();
         assert!(dir.matcher().is_match("model/weights/1.bin"));
-        for bad in ["/abs", "../up", "a/../../b", "", "a\u{1b}"] {
+        let comma = RelativeGlob::parse("output", "*,final.json").unwrap();
+        assert!(comma.matcher().is_match("x,final.json"));
+        assert!(
+            !comma.matcher().is_match("job.sbatch"),
+            "a comma is not an alternative"
+        );
+        for bad in ["/abs", "../up", "a/../../b", "", "a\u{1b}", "./results/"] {
             assert!(RelativeGlob::parse("output", bad).is_err(), "{bad:?}");
         }
     }
