@@ -13,6 +13,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use slurmkit_e2e::bench::{self, ratio, row, time};
 use slurmkit_e2e::proxy::Proxy;
 use slurmkit_e2e::{Cluster, Project, cluster};
 
@@ -54,16 +55,9 @@ fn project_on(c: &Cluster, port: u16, jobs: usize) -> Project {
 
 /// OpenSSH to the login host through `port`, with russh's key exchange and the project's known_hosts.
 fn openssh(c: &Cluster, project: &Project, port: u16) -> Command {
-    let mut command = Command::new("ssh");
+    let mut command = bench::openssh("ssh", c, project);
     command
-        .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
-        .arg(&c.key)
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-        .args(["-o", "KexAlgorithms=curve25519-sha256", "-o"])
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            project.path().join("known_hosts").display()
-        ))
+        .args(["-p", &port.to_string()])
         .arg(format!("{}@{}", c.user, c.host))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -273,32 +267,7 @@ fn status_queries(c: &Cluster) {
     println!();
 }
 
-/// (median, slowest) of `runs` calls.
-fn time(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
-    let mut samples: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .collect();
-    samples.sort();
-    (samples[samples.len() / 2], samples[samples.len() - 1])
-}
-
 /// Milliseconds of `a`'s median above `floor`.
 fn above(a: (Duration, Duration), floor: Duration) -> f64 {
     a.0.saturating_sub(floor).as_secs_f64() * 1e3
-}
-
-fn ratio(a: (Duration, Duration), b: (Duration, Duration)) -> f64 {
-    a.0.as_secs_f64() / b.0.as_secs_f64()
-}
-
-fn row(label: &str, (median, slowest): (Duration, Duration)) {
-    println!(
-        "{label:<34} {:>8.0} ms {:>8.0} ms",
-        median.as_secs_f64() * 1e3,
-        slowest.as_secs_f64() * 1e3
-    );
 }

@@ -7,6 +7,7 @@ pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
 
+pub mod bench;
 pub mod proxy;
 pub mod pty;
 pub mod sshd;

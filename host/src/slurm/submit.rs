@@ -415,6 +415,27 @@ mod tests {
         }
     }
 
+    /// Run `script` in a real `sh` with `bin` first on the PATH (a fake sbatch), `input` on stdin.
+    fn run_script(script: &str, bin: &std::path::Path, input: &[u8]) -> CommandOutput {
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        CommandOutput {
+            exit: Exit::Code(out.status.code().unwrap()),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+
     fn archive(jobs: &[StagedJob]) -> Vec<u8> {
         let mut out = Vec::new();
         write_archive(jobs, &mut out, &mut |_| {}).unwrap();
@@ -471,26 +492,9 @@ mod tests {
         ];
         let command = command("NONCE", &base.display().to_string(), &jobs);
         let input = archive(&jobs);
-        let mut child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(format!(
-                "echo 'OTHER id 0 666'; echo 'id 0 7'; {}",
-                command.as_str()
-            ))
-            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let output = CommandOutput {
-            exit: Exit::Code(out.status.code().unwrap()),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        };
+        // A chatty shell prints lines that look like replies, without the nonce.
+        let script = format!("echo 'OTHER id 0 666'; echo 'id 0 7'; {}", command.as_str());
+        let output = run_script(&script, &bin, &input);
         let reply = reply("NONCE", 6, &output);
         assert!(reply.home.is_some());
         let outcomes: Vec<String> = reply
@@ -606,23 +610,7 @@ mod tests {
         let mut input = Vec::new();
         assert!(write_archive(&jobs, &mut input, &mut |_| {}).is_err());
         let command = command("N", &base.display().to_string(), &jobs);
-        let mut child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command.as_str())
-            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let output = CommandOutput {
-            exit: Exit::Code(out.status.code().unwrap()),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        };
+        let output = run_script(command.as_str(), &bin, &input);
         let reply = reply("N", 2, &output);
         for outcome in &reply.outcomes {
             assert!(
