@@ -176,6 +176,31 @@ pub enum Command {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// A shell in a running job's allocation (on a terminal), or one command there with `-- CMD...`.
+    /// Waits until the job runs. Exit code: the remote shell's or command's.
+    Connect {
+        job_id: JobId,
+        /// One of the job's nodes (default: its first).
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// The command to run instead of a shell, without a terminal.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Forward a local port to a port on a running job's node, through every jump host; waits until
+    /// the job runs, prints the local URL, and ends with the job or on Ctrl-C.
+    Tunnel {
+        job_id: JobId,
+        /// `[LOCAL_PORT:]REMOTE_PORT`; the local port defaults to the remote one, 0 picks a free one.
+        #[arg(value_name = "[LOCAL_PORT:]REMOTE_PORT", value_parser = parse_ports)]
+        ports: Ports,
+        /// One of the job's nodes (default: its first).
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// The local address to listen on; other machines can reach the tunnel when it is not loopback.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
     /// Check each step of reaching the cluster and say how to fix the first that fails.
     Doctor {
         #[arg(long)]
@@ -184,6 +209,34 @@ pub enum Command {
     /// Inspect and check WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+/// `tunnel`'s ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub local: u16,
+    pub remote: u16,
+}
+
+fn parse_ports(text: &str) -> Result<Ports, String> {
+    let port = |p: &str, zero: bool| match p.parse::<u16>() {
+        Ok(0) if !zero => Err("the remote port cannot be 0".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{p:?} is not a port number (0-65535)")),
+    };
+    match text.split_once(':') {
+        Some((local, remote)) => Ok(Ports {
+            local: port(local, true)?,
+            remote: port(remote, false)?,
+        }),
+        None => {
+            let remote = port(text, false)?;
+            Ok(Ports {
+                local: remote,
+                remote,
+            })
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

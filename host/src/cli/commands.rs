@@ -49,6 +49,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             stderr,
             follow,
         } => print_logs(&plan, &job_id, stderr, follow).await,
+        Command::Connect {
+            job_id,
+            node,
+            command,
+        } => super::allocation::connect(&plan, &job_id, node.as_deref(), &command).await,
+        Command::Tunnel {
+            job_id,
+            ports,
+            node,
+            bind,
+        } => super::allocation::tunnel(&plan, &job_id, ports, node.as_deref(), bind).await,
         Command::Doctor { json } => super::doctor::run(&plan, json).await,
         Command::Plugin(command) => super::plugin_cmd::run(command, &plan).await,
     }

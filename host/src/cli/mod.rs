@@ -9,6 +9,7 @@ macro_rules! outln {
     }};
 }
 
+mod allocation;
 pub mod args;
 mod commands;
 pub mod diagnostics;

@@ -90,6 +90,19 @@ pub enum LifecycleError {
     ArrayTaskNeeded { job_id: JobId },
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("job {job_id} has ended ({state}): there is nothing running to go to")]
+    NotRunning { job_id: JobId, state: JobState },
+    #[error("node {node:?} is not one of job {job_id}'s nodes ({nodes})")]
+    NotTheJobsNode {
+        job_id: JobId,
+        node: String,
+        nodes: String,
+    },
 }
 
 impl Diagnose for LifecycleError {
@@ -102,7 +115,9 @@ impl Diagnose for LifecycleError {
                 LifecycleError::WaitTimedOut { .. } => exit::WAIT_TIMEOUT,
                 LifecycleError::Output(_) => exit::INTERNAL,
                 LifecycleError::Script { .. } => exit::PLUGIN,
-                LifecycleError::NoEarlierSubmission { .. } => exit::CONFIG,
+                LifecycleError::NoEarlierSubmission { .. }
+                | LifecycleError::NotTheJobsNode { .. }
+                | LifecycleError::Listen { .. } => exit::CONFIG,
                 _ => exit::CLUSTER,
             },
         }
@@ -155,6 +170,16 @@ impl Diagnose for LifecycleError {
                 "wait for the job to start (`slurmkit wait`), or follow it with `slurmkit logs -f`"
                     .into(),
             ),
+            LifecycleError::NotRunning { job_id, .. } => Some(format!(
+                "`slurmkit logs {job_id}` shows what it printed; `slurmkit fetch {job_id}` copies its outputs"
+            )),
+            LifecycleError::Listen { addr, .. } => Some(format!(
+                "use another local port (`LOCAL:{port}`), or 0 for any free one (`0:{port}`)",
+                port = addr.port()
+            )),
+            LifecycleError::NotTheJobsNode { .. } => {
+                Some("leave out --node to use the job's first node".into())
+            }
             LifecycleError::Reconnect { .. } => Some(
                 "check the network (and VPN); `slurmkit doctor` shows each step of reaching the cluster"
                     .into(),

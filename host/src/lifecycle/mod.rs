@@ -7,9 +7,11 @@
 //! - [`submit`]: any number of jobs in one exchange; recovering interrupted submissions.
 //! - [`observe`]: one status query per round for any number of jobs; waiting.
 //! - [`logs`]: reading and following a job's output.
+//! - [`allocation`]: a running job's nodes: a shell or command there, ports forwarded to it.
 //! - [`outbox`]: lifecycle events, journaled, then delivered to callbacks.
 
 mod after;
+pub mod allocation;
 mod error;
 pub mod fetch;
 mod hops;

@@ -1,6 +1,7 @@
 //! Slurm's client commands (sbatch, squeue, sacct, scancel): building their command lines, running
 //! them through an [`Exec`], and reading their output.
 
+pub mod allocation;
 pub mod parse;
 pub mod recover;
 pub mod submit;

@@ -69,7 +69,7 @@ pub fn parse_scontrol_record(line: &str) -> Option<JobStatus> {
 
 /// Split `Key=Value Key2=Value with spaces` into a map. Values may contain spaces (e.g. `Reason`,
 /// `Command`), so a new field starts only at a ` Word=` boundary.
-fn scontrol_fields(line: &str) -> BTreeMap<&str, &str> {
+pub(super) fn scontrol_fields(line: &str) -> BTreeMap<&str, &str> {
     let mut starts = Vec::new();
     let bytes = line.as_bytes();
     let mut i = 0;

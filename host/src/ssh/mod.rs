@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod authenticator;
+pub mod channels;
 pub mod config;
 pub mod config_file;
 pub mod handler;

@@ -86,6 +86,13 @@ pub enum SshError {
     },
     #[error("SFTP on {host} failed: {message}")]
     Sftp { host: String, message: String },
+    #[error("{server} could not open a connection to {host} port {port}: {source}")]
+    Forward {
+        server: String,
+        host: String,
+        port: u16,
+        source: russh::Error,
+    },
 }
 
 impl Diagnose for SshError {
@@ -116,6 +123,9 @@ impl Diagnose for SshError {
             SshError::Jump { jump, .. } => Some(format!(
                 "the jump host {jump} must allow TCP forwarding (AllowTcpForwarding) to the target"
             )),
+            SshError::Forward { server, .. } => Some(format!(
+                "is something listening on that port of the node yet? {server} must also allow TCP forwarding (AllowTcpForwarding)"
+            )),
             _ => None,
         }
     }
@@ -131,10 +141,10 @@ pub struct HopReport {
 
 /// An authenticated connection (through any jump hosts).
 pub struct Session {
-    handle: client::Handle<ClientHandler>,
+    pub(super) handle: client::Handle<ClientHandler>,
     /// Jump hosts stay connected while the session lives: the target's stream runs through them.
     _jumps: Vec<client::Handle<ClientHandler>>,
-    host: String,
+    pub(super) host: String,
     sftp: OnceCell<SftpSession>,
     pub reports: Vec<HopReport>,
 }
