@@ -136,3 +136,161 @@ fn tunnel_reaches_a_server_the_job_started_through_the_jump_host() {
         "names the hops: {stderr}"
     );
 }
+
+/// Copy a built plugin into the project, returning its path relative to the Slurmfile.
+fn install(project: &Project, built: &str) -> String {
+    let name = std::path::Path::new(built)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::create_dir_all(project.path().join("plugins")).unwrap();
+    std::fs::copy(built, project.path().join("plugins").join(&name)).unwrap();
+    format!("plugins/{name}")
+}
+
+/// A project whose job runs `script`, with the Rust ledger as a node callback (writing
+/// `ledger/node.tsv` in the job directory) and as a client callback for run events (writing
+/// `ledger/events.tsv` here), its jobs under `base` on the cluster.
+fn run_events_project(script: &str, base: &str) -> Project {
+    let project = Project::new();
+    let ledger = install(&project, slurmkit_e2e::artifacts::RUST_LEDGER);
+    project.slurmfile(&format!(
+        "{}job_base_dir = \"{base}\"\n\n[job]\nname = \"{}\"\ntime = \"2m\"\nscript = '''\n{script}\n'''\n\n\
+         [[callbacks]]\nname = \"node-ledger\"\nplugin = \"{ledger}\"\non = \"node\"\nconfig = {{ file = \"ledger/node.tsv\" }}\n[callbacks.grants]\nwrite = [\"ledger\"]\n\n\
+         [[callbacks]]\nname = \"here-ledger\"\nplugin = \"{ledger}\"\nevents = [\"run-begin\", \"run-end\"]\n[callbacks.grants]\nwrite = [\"ledger\"]\n",
+        cluster().cluster_table(),
+        project.unique_name()
+    ));
+    project
+}
+
+/// `Submitted job N (name) in DIR` on stderr.
+fn job_dir_of(run: &slurmkit_e2e::Run) -> String {
+    run.stderr
+        .lines()
+        .find_map(|l| l.split(") in ").nth(1))
+        .expect("submit names the job directory")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn run_events_reach_a_callback_on_the_node_and_one_here_once() {
+    let project = run_events_project("echo payload-ran; exit 3", "slurm_jobs");
+    let run = project.run(&["submit", "--wait"]);
+    run.expect_code(10);
+    let id = run.first_line();
+    let dir = job_dir_of(&run);
+    // On the node: the callback wrote both events into the job directory.
+    let node_ledger = std::fs::read_to_string(format!("{dir}/ledger/node.tsv")).unwrap();
+    for kind in ["RunBegin", "RunEnd"] {
+        assert_eq!(
+            node_ledger.matches(&format!("\t{kind}\t{id}\t")).count(),
+            1,
+            "node ledger:\n{node_ledger}"
+        );
+    }
+    // The payload's output and exit code are its own.
+    let out = std::fs::read_to_string(format!("{dir}/slurm-{id}.out")).unwrap();
+    assert_eq!(out, "payload-ran\n");
+    let err = std::fs::read_to_string(format!("{dir}/slurm-{id}.err")).unwrap();
+    assert_eq!(err, "", "the runner or a callback said something");
+    let status = project.run(&["status", &id]);
+    let row: Vec<&str> = status
+        .ok()
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..3], ["FAILED", "3"], "{}", status.stdout);
+    // Here: both events, delivered once, with the same ids as on the node.
+    let here = std::fs::read_to_string(project.path().join("ledger/events.tsv")).unwrap();
+    let ids = |text: &str| -> Vec<String> {
+        let mut ids: Vec<String> = text
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&here),
+        ids(&node_ledger),
+        "here:\n{here}\nnode:\n{node_ledger}"
+    );
+    let journal =
+        slurmkit::journal::Journal::open(&project.data_dir().join("journal.sqlite")).unwrap();
+    for kind in ["run-begin", "run-end"] {
+        let deliveries = journal.deliveries_of(kind).unwrap();
+        assert_eq!(deliveries.len(), 1, "{kind}: {deliveries:?}");
+        assert_eq!(
+            (deliveries[0].state.as_str(), deliveries[0].attempts),
+            ("delivered", 1)
+        );
+    }
+    // Observing again queues nothing new.
+    project.run(&["status", &id]).ok();
+    assert_eq!(journal.deliveries_of("run-end").unwrap().len(), 1);
+    // The event log the client read: run-end carries the exit code, elapsed time and peak memory.
+    let log = std::fs::read_to_string(format!("{dir}/.slurmkit/events.jsonl")).unwrap();
+    let end: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(end["kind"], "run-end");
+    assert_eq!(end["run"]["exit_code"], 3);
+    assert!(end["run"]["peak_memory_kib"].as_u64().unwrap() > 0, "{end}");
+}
+
+#[test]
+fn a_job_whose_runner_cannot_start_still_runs_its_payload() {
+    let base = format!("runner-broken-{}", std::process::id());
+    let project = run_events_project("echo payload-ran", &base);
+    project.run(&["submit", "--wait"]).ok();
+    let runners = format!("{}/{base}/.slurmkit/runner", cluster().user_home.display());
+    let runner = std::fs::read_dir(&runners)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("slurmkit");
+    // Its stdout and stderr, together.
+    let output = |run: &slurmkit_e2e::Run| {
+        ["out", "err"]
+            .map(|stream| {
+                let path = format!("{}/slurm-{}.{stream}", job_dir_of(run), run.first_line());
+                std::fs::read_to_string(path).unwrap_or_default()
+            })
+            .concat()
+    };
+    // It cannot execute on the node (as a build for another architecture could not).
+    let mode = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(0o444);
+    let run = project.run(&["submit", "--wait"]);
+    run.ok();
+    let out = output(&run);
+    assert!(out.contains("payload-ran"), "{out}");
+    assert!(
+        out.contains("the node-side runner cannot start on"),
+        "{out}"
+    );
+    // It is not the binary that was uploaded.
+    mode(0o755);
+    std::fs::write(&runner, b"#!/bin/sh\necho tampered\n").unwrap();
+    let run = project.run(&["submit", "--wait"]);
+    run.ok();
+    let out = output(&run);
+    assert!(
+        out.contains("payload-ran") && !out.contains("tampered"),
+        "{out}"
+    );
+    assert!(
+        out.contains("is missing or is not the one uploaded"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(format!("{}/{base}", cluster().user_home.display()));
+}

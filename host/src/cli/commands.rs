@@ -82,7 +82,7 @@ async fn render(plan: &Plan, job: Option<String>) -> Result<ExitCode, Failure> {
     let script = stage::with_prologue(
         spec.name.as_str(),
         &script,
-        &stage::prologue(&spec, &dependencies),
+        &stage::prologue(&spec, &dependencies, None),
     )?;
     let mut out = std::io::stdout().lock();
     out.write_all(script.as_bytes())?;

@@ -39,6 +39,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     {
         return crate::plugin::compile::child_main(&args[2..]);
     }
+    // The node-side runner a job's script hands itself to (not for people: no help, no Slurmfile).
+    if args.get(1).is_some_and(|a| a == crate::runner::RUNNER_ARG) {
+        return crate::runner::main(&args[2..]);
+    }
     let cli = match args::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {

@@ -9,7 +9,7 @@ use super::diagnostics::Failure;
 use crate::config::{CallbackSettings, RendererSettings, Slurmfile};
 use crate::error::exit;
 use crate::lifecycle::Plan;
-use crate::lifecycle::outbox::{EventDetail, HostEvent};
+use crate::lifecycle::outbox::{EventDetail, HostEvent, NodeDetails};
 use crate::plugin::callbacks::CallbackPlugin;
 use crate::plugin::renderer::Renderer;
 use crate::plugin::{PluginEngine, PluginError, PluginSpec};
@@ -217,12 +217,16 @@ fn sample_event(kind: EventKind, spec: &JobSpec) -> HostEvent {
     };
     let detail = match kind {
         EventKind::Submitted => EventDetail::Submitted(job_id.to_string()),
-        EventKind::StatusChanged | EventKind::Completed | EventKind::RunEnd => {
-            EventDetail::Status {
-                previous: Some(status(JobState::Running)),
-                current: status(JobState::Completed),
-            }
-        }
+        EventKind::RunEnd => EventDetail::Run(crate::config::node::RunInfo {
+            exit_code: Some(0),
+            signal: None,
+            elapsed_ms: 61_000,
+            peak_memory_kib: Some(524_288),
+        }),
+        EventKind::StatusChanged | EventKind::Completed => EventDetail::Status {
+            previous: Some(status(JobState::Running)),
+            current: status(JobState::Completed),
+        },
         EventKind::Failed => EventDetail::Status {
             previous: Some(status(JobState::Running)),
             current: status(JobState::Failed),
@@ -238,5 +242,10 @@ fn sample_event(kind: EventKind, spec: &JobSpec) -> HostEvent {
         job_dir: Some("/home/user/slurm_jobs/sample-20260101T000000Z-000000".into()),
         timestamp_ms: 0,
         detail,
+        node: matches!(kind, EventKind::RunBegin | EventKind::RunEnd).then(|| NodeDetails {
+            node: "node001".into(),
+            array_task_id: None,
+            step: "batch".into(),
+        }),
     }
 }

@@ -8,11 +8,12 @@
 //! selected layers are merged and read into [`Settings`].
 
 pub mod locate;
+pub mod node;
 mod settings;
 
 pub use settings::{
-    BackendKind, CallbackSettings, ClusterSettings, Grants, JobSettings, LimitSettings,
-    PluginSettings, RendererSettings, Settings,
+    BackendKind, CallbackSettings, CallbackSide, ClusterSettings, Grants, JobSettings,
+    LimitSettings, PluginSettings, RendererSettings, Settings,
 };
 
 use std::path::{Path, PathBuf};

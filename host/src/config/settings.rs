@@ -233,10 +233,23 @@ pub struct CallbackSettings {
     pub config: Option<toml::Table>,
     pub grants: Option<Grants>,
     pub limits: Option<LimitSettings>,
+    /// Where it runs: here (default), or on the compute node, where it gets `run-begin` and `run-end`
+    /// as they happen, with its grants relative to the job directory.
+    #[serde(default)]
+    pub on: CallbackSide,
+}
+
+/// Where a callback runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackSide {
+    #[default]
+    Client,
+    Node,
 }
 
 /// Capabilities granted to a plugin. Nothing is granted unless listed.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     /// Environment variables passed through by name.

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod plan;
 pub mod remote;
 pub mod results;
+pub mod runner;
 pub mod session;
 pub mod stage;
 pub mod submit;

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::LifecycleError;
+use super::runner;
 use super::session::{RIDE_OUT, Session};
 use crate::journal::{Submission, SubmissionState};
 use crate::slurm;
@@ -82,6 +83,11 @@ pub async fn observe(session: &Session, ids: &[JobId]) -> Result<Vec<JobStatus>,
                 .status_changed(&submission, previous, &current)
                 .await
         {
+            continue;
+        }
+        // What the node-side runner logged, read when the job is seen to start or end.
+        let started_or_ended = current.state == JobState::Running || current.state.is_terminal();
+        if changed && started_or_ended && !runner::collect_events(session, &submission).await {
             continue;
         }
         let id = submission.id;

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Slurmfile;
+use crate::config::node::{NODE_EVENT_KINDS, NodeEvent, RunInfo};
+use crate::config::{CallbackSettings, Grants};
+use crate::config::{CallbackSide, Slurmfile};
 use crate::journal::{CallbackRoute, Delivery, Journal, SharedJournal, Submission, now_ms};
 use crate::plugin::callbacks::{CallbackPlugin, Retry};
-use crate::plugin::{PluginEngine, PluginSpec, convert, spec::callback_name};
+use crate::plugin::{Limits, PluginEngine, PluginError, PluginSpec, convert, spec::callback_name};
 use crate::types::spec::JobSpec;
 use crate::types::status::{JobState, JobStatus};
 use crate::wit::{self, EventKind};
@@ -38,6 +40,17 @@ pub struct HostEvent {
     pub job_dir: Option<String>,
     pub timestamp_ms: u64,
     pub detail: EventDetail,
+    /// Where on the cluster it happened, for events from the node-side runner.
+    #[serde(default)]
+    pub node: Option<NodeDetails>,
+}
+
+/// The node, array task and step an event from the node-side runner came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDetails {
+    pub node: String,
+    pub array_task_id: Option<u32>,
+    pub step: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +64,8 @@ pub enum EventDetail {
     },
     /// `outputs-fetched`: the paths written, relative to the local destination.
     Outputs(Vec<String>),
+    /// `run-end`: how the payload ended on the node.
+    Run(RunInfo),
 }
 
 impl HostEvent {
@@ -62,7 +77,11 @@ impl HostEvent {
             cluster: self.cluster.clone(),
             job_id: self.job_id.clone(),
             job_dir: self.job_dir.clone(),
-            emitted_by: wit::Emitter::Client,
+            emitted_by: if self.node.is_some() {
+                wit::Emitter::ComputeNode
+            } else {
+                wit::Emitter::Client
+            },
             timestamp_ms: self.timestamp_ms,
             detail: match &self.detail {
                 EventDetail::None => wit::EventDetail::None,
@@ -75,9 +94,69 @@ impl HostEvent {
                     })
                 }
                 EventDetail::Outputs(paths) => wit::EventDetail::Outputs(paths.clone()),
+                EventDetail::Run(run) => wit::EventDetail::Run(wit::latest::types::RunInfo {
+                    exit_code: run.exit_code,
+                    signal: run.signal,
+                    elapsed_ms: run.elapsed_ms,
+                    peak_memory_kib: run.peak_memory_kib,
+                }),
             },
-            node: None,
+            node: self
+                .node
+                .as_ref()
+                .map(|node| wit::latest::types::NodeDetails {
+                    node: node.node.clone(),
+                    array_task_id: node.array_task_id,
+                    step: Some(node.step.clone()),
+                }),
         }
+    }
+}
+
+/// A callback for the compute node: its file (checked against its pin), configuration, grants (for
+/// the job directory, checked there) and the node events it takes.
+#[derive(Debug, Clone)]
+pub struct NodeSource {
+    pub spec: PluginSpec,
+    pub grants: Grants,
+    pub events: Vec<EventKind>,
+}
+
+impl NodeSource {
+    fn read(file: &Slurmfile, settings: &CallbackSettings) -> Result<NodeSource, PluginError> {
+        let name = callback_name(file, settings);
+        let mut spec = PluginSpec::from_file(
+            &name,
+            &file.resolve_path(&settings.plugin),
+            settings.sha256.as_deref(),
+        )?;
+        spec.config = crate::plugin::spec::config_pairs(&name, settings.config.as_ref())?;
+        spec.limits = Limits::from_settings(settings.limits.as_ref());
+        let events: Vec<EventKind> = match &settings.events {
+            Some(kinds) => {
+                let others: Vec<&str> = kinds
+                    .iter()
+                    .filter(|k| !NODE_EVENT_KINDS.contains(k))
+                    .map(|k| k.as_str())
+                    .collect();
+                if !others.is_empty() {
+                    tracing::warn!(
+                        "callback {name} runs on the compute node, where only run-begin and run-end happen; it never gets {}",
+                        others.join(", ")
+                    );
+                }
+                NODE_EVENT_KINDS
+                    .into_iter()
+                    .filter(|k| kinds.contains(k))
+                    .collect()
+            }
+            None => NODE_EVENT_KINDS.to_vec(),
+        };
+        Ok(NodeSource {
+            spec,
+            grants: settings.grants.clone().unwrap_or_default(),
+            events,
+        })
     }
 }
 
@@ -85,6 +164,8 @@ impl HostEvent {
 /// the journal their events go through.
 pub struct Outbox {
     plugins: Vec<(String, CallbackPlugin)>,
+    /// The callbacks that run on the compute node (`on = "node"`), read and checked against their pins.
+    pub node: Vec<NodeSource>,
     /// Every configured callback, loaded or not: a job's events are journaled for all of them, so a
     /// plugin that fails to load today still gets them once it is fixed.
     routes: Vec<CallbackRoute>,
@@ -103,12 +184,24 @@ impl Outbox {
     ) -> Outbox {
         let mut outbox = Outbox {
             plugins: Vec::new(),
+            node: Vec::new(),
             routes: Vec::new(),
             cluster: cluster.to_string(),
             journal,
         };
         let Some(file) = file else { return outbox };
         for settings in file.settings.callbacks.iter().flatten() {
+            // Those run on the compute node, by the runner.
+            if settings.on == CallbackSide::Node {
+                match NodeSource::read(file, settings) {
+                    Ok(source) => outbox.node.push(source),
+                    Err(error) => tracing::error!(
+                        "callback {} is not sent to the compute node: {error}",
+                        callback_name(file, settings)
+                    ),
+                }
+                continue;
+            }
             let name = callback_name(file, settings);
             let key = format!("{}#{name}", file.path.display());
             if outbox.routes.iter().any(|r| r.key == key) {
@@ -145,6 +238,16 @@ impl Outbox {
         outbox
     }
 
+    /// Whether jobs need the node-side runner: a callback here or on the node takes `run-begin` or
+    /// `run-end`.
+    pub fn wants_run_events(&self) -> bool {
+        !self.node.is_empty()
+            || self
+                .plugins
+                .iter()
+                .any(|(_, p)| NODE_EVENT_KINDS.iter().any(|kind| p.events.contains(kind)))
+    }
+
     /// The callbacks configured now, recorded with each new submission.
     pub fn routes(&self) -> &[CallbackRoute] {
         &self.routes
@@ -178,6 +281,7 @@ impl Outbox {
             job_dir: Some(job_dir.to_string()),
             timestamp_ms: now_ms() as u64,
             detail,
+            node: None,
         }
     }
 
@@ -264,6 +368,35 @@ impl Outbox {
                 &format!(":{job_id}"),
             );
             queued &= self.enqueue(submission.id, &routes, &ended).await;
+        }
+        queued
+    }
+
+    /// Queue the events the node-side runner logged for a journaled job (stable ids: what was queued
+    /// before is not queued again). Returns whether all were queued.
+    pub async fn node_events(&self, submission: &Submission, events: &[NodeEvent]) -> bool {
+        let routes = self.routes_for(submission);
+        let mut queued = true;
+        for logged in events {
+            let detail = match logged.run {
+                Some(run) => EventDetail::Run(run),
+                None => EventDetail::None,
+            };
+            let mut event = self.event(
+                logged.kind,
+                &submission.spec,
+                &submission.job_dir,
+                Some(&logged.job_id),
+                detail,
+                &logged.id_suffix(),
+            );
+            event.timestamp_ms = logged.timestamp_ms;
+            event.node = Some(NodeDetails {
+                node: logged.node.clone(),
+                array_task_id: logged.array_task_id,
+                step: logged.step.clone(),
+            });
+            queued &= self.enqueue(submission.id, &routes, &event).await;
         }
         queued
     }

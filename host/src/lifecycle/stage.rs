@@ -9,6 +9,8 @@
 //! directory), and checks the inputs against their manifest before anything else runs.
 
 use super::error::LifecycleError;
+use super::runner::{RunnerRef, prologue_block};
+use crate::config::node::NODE_PLAN_FILE;
 use crate::slurm::submit::{Content, MANIFEST_FILE, StagedFile, StagedJob};
 use crate::types::job_dir::{SCRIPT_FILE, SPEC_FILE};
 use crate::types::shell::quote;
@@ -28,12 +30,20 @@ pub struct DependencyDir {
     pub dir: String,
 }
 
-/// The lines slurmkit adds after the script's `#SBATCH` block (POSIX sh).
-pub fn prologue(spec: &JobSpec, dependencies: &[DependencyDir]) -> String {
+/// The lines slurmkit adds after the script's `#SBATCH` block (POSIX sh); with `runner`, first of all
+/// the hand-over to the node-side runner.
+pub fn prologue(
+    spec: &JobSpec,
+    dependencies: &[DependencyDir],
+    runner: Option<&RunnerRef>,
+) -> String {
     let mut out = String::from(
         "# slurmkit: where this job's arguments, result and dependencies are, and its inputs checked\n\
          SLURMKIT_JOB_DIR=${SLURM_SUBMIT_DIR:-$PWD}; export SLURMKIT_JOB_DIR\n",
     );
+    if let Some(runner) = runner {
+        out.push_str(&prologue_block(runner));
+    }
     let args = if spec.items.is_empty() {
         format!("\"$SLURMKIT_JOB_DIR/{ARGS_FILE}\"")
     } else {
@@ -106,7 +116,14 @@ pub fn with_prologue(job: &str, script: &str, prologue: &str) -> Result<String, 
 
 /// Everything staged for one job: its directory name, the script (with its prologue), the spec, the
 /// arguments, the items, the inputs and the directories the job writes into.
-pub fn staged_job(dir_name: &str, script: String, spec: &JobSpec, after: String) -> StagedJob {
+/// `node_plan`: the runner's `node.json`, for a job handed to it.
+pub fn staged_job(
+    dir_name: &str,
+    script: String,
+    spec: &JobSpec,
+    after: String,
+    node_plan: Option<&[u8]>,
+) -> StagedJob {
     let spec_json = serde_json::to_vec_pretty(spec).expect("a job spec always serializes");
     let json = |value: &serde_json::Value| {
         let mut bytes = serde_json::to_vec(value).expect("JSON values always serialize");
@@ -131,6 +148,10 @@ pub fn staged_job(dir_name: &str, script: String, spec: &JobSpec, after: String)
     }
     if spec.array.is_some() {
         dirs.push(RESULTS_DIR.to_string());
+    }
+    if let Some(plan) = node_plan {
+        dirs.push(".slurmkit".to_string());
+        files.push(StagedFile::bytes(NODE_PLAN_FILE, 0o640, plan.to_vec()));
     }
     let inputs = spec
         .inputs
@@ -187,7 +208,7 @@ mod tests {
         }];
         let script = format!(
             "{}printf '%s\\n' \"$SLURMKIT_ARGS\" \"$SLURMKIT_RESULT\" \"$SLURMKIT_DEP_PREP\"\n",
-            prologue(&spec, &deps)
+            prologue(&spec, &deps, None)
         );
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")

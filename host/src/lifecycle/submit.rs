@@ -99,6 +99,16 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
                 .collect();
         }
     };
+    // The node-side runner, when a callback takes run events; without it jobs still run.
+    let node = match super::runner::prepare(session, &base).await {
+        Ok(node) => node,
+        Err(error) => {
+            tracing::warn!(
+                "the node-side runner could not be uploaded, so these jobs run without it (no run-begin/run-end events): {error}"
+            );
+            None
+        }
+    };
     // Directory names first: a job's prologue names the directories of the jobs it runs after. Unique
     // in this batch too: two jobs of the same name in the same second may draw the same suffix.
     let mut dir_names: Vec<String> = Vec::with_capacity(specs.len());
@@ -134,7 +144,7 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
                 continue;
             }
         };
-        let prologue = stage::prologue(&spec, &dependency_dirs);
+        let prologue = stage::prologue(&spec, &dependency_dirs, node.as_ref().map(|n| &n.runner));
         match stage::with_prologue(spec.name.as_str(), &script, &prologue) {
             Ok(script) => rendered.push(Rendered {
                 index,
@@ -149,7 +159,8 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
     }
     // Journal them all as `submitting` before anything is sent: a job that reaches sbatch is always on
     // record.
-    let prepared = match journal_all(session, renderer, rendered).await {
+    let node_plan = node.as_ref().map(|n| n.plan.as_slice());
+    let prepared = match journal_all(session, renderer, rendered, node_plan).await {
         Ok(prepared) => prepared,
         Err(unrecorded) => {
             for (job, error) in unrecorded {
@@ -317,6 +328,7 @@ async fn journal_all(
     session: &Session,
     renderer: &Renderer,
     rendered: Vec<Rendered>,
+    node_plan: Option<&[u8]>,
 ) -> Result<Vec<Prepared>, Vec<(Rendered, LifecycleError)>> {
     let cluster = session.target.key.clone();
     let provenance = renderer.spec().provenance();
@@ -359,7 +371,8 @@ async fn journal_all(
             .into_iter()
             .zip(ids)
             .map(|(job, submission_id)| {
-                let staged = stage::staged_job(&job.dir_name, job.script, &job.spec, job.after);
+                let staged =
+                    stage::staged_job(&job.dir_name, job.script, &job.spec, job.after, node_plan);
                 Prepared {
                     index: job.index,
                     submission_id,

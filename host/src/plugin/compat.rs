@@ -117,6 +117,8 @@ pub fn event_v1(event: &v2::Event) -> v1::Event {
                 })
             }
             v2::EventDetail::Outputs(paths) => v1::EventDetail::Outputs(paths.clone()),
+            // 0.1.x has no record of how a run ended.
+            v2::EventDetail::Run(_) => v1::EventDetail::None,
         },
     }
 }

@@ -222,11 +222,13 @@ pub fn write_archive(
             }
         }
         if !job.inputs.is_empty() {
-            archive.append_data(
-                &mut header(tar::EntryType::Directory, 0o750, 0),
-                dir(".slurmkit"),
-                std::io::empty(),
-            )?;
+            if !job.dirs.iter().any(|d| d == ".slurmkit") {
+                archive.append_data(
+                    &mut header(tar::EntryType::Directory, 0o750, 0),
+                    dir(".slurmkit"),
+                    std::io::empty(),
+                )?;
+            }
             let mut h = header(tar::EntryType::Regular, 0o640, manifest.len() as u64);
             archive.append_data(
                 &mut h,
