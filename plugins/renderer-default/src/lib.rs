@@ -291,6 +291,7 @@ mod tests {
             args: "{}".into(),
             item_count: 0,
             after: vec![],
+            container: None,
         }
     }
 
