@@ -216,5 +216,6 @@ fn native_job() -> native::Job {
         args: "{}".into(),
         item_count: 0,
         after: vec![],
+        container: None,
     }
 }

@@ -46,8 +46,8 @@ pub mod v0_1_0 {
     bindings!("../wit/0.1.0", (0, 1, 0));
 }
 
-/// `slurmkit:plugin@0.2.0` (`wit/`): inputs, outputs, args, items and `after` in the job; where a
-/// compute-node event happened.
+/// `slurmkit:plugin@0.2.0` (`wit/`): inputs, outputs, args, items, `after` and a container in the
+/// job; where a compute-node event happened.
 pub mod v0_2_0 {
     bindings!("../wit", (0, 2, 0));
 }
@@ -55,7 +55,8 @@ pub mod v0_2_0 {
 /// The newest version: what the host itself speaks.
 pub use v0_2_0 as latest;
 pub use v0_2_0::types::{
-    DependencyKind, Emitter, Event, EventDetail, EventKind, Job, JobState, JobStatus as WitStatus,
+    ContainerRuntime, DependencyKind, Emitter, Event, EventDetail, EventKind, Job, JobState,
+    JobStatus as WitStatus,
 };
 
 /// Every version this host loads, newest first.
@@ -139,6 +140,20 @@ impl DependencyKind {
     /// sbatch's own word for it (`afterok`).
     pub fn from_name(name: &str) -> Option<DependencyKind> {
         DependencyKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+named_enum!(ContainerRuntime, "container runtime", [
+    Pyxis => "pyxis",
+    Apptainer => "apptainer",
+]);
+
+impl ContainerRuntime {
+    pub fn from_name(name: &str) -> Option<ContainerRuntime> {
+        ContainerRuntime::ALL
             .iter()
             .copied()
             .find(|k| k.as_str() == name)

@@ -39,48 +39,63 @@ pub struct Cluster {
 
 /// The running test cluster. Panics with instructions when it is not up.
 pub fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let dir = std::env::var("SLURMKIT_CLUSTER_DIR")
-            .unwrap_or_else(|_| "/tmp/slurmkit-cluster".into());
-        let path = Path::new(&dir).join("cluster.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "cannot read {} ({e}): start the test cluster first with `sudo tests/cluster/up`",
-                path.display()
-            )
-        });
-        let json: serde_json::Value = serde_json::from_str(&text).expect("cluster.json is JSON");
-        let s = |key: &str| {
-            json[key]
-                .as_str()
-                .unwrap_or_else(|| panic!("cluster.json lacks {key}"))
-                .to_string()
-        };
-        let p = |key: &str| PathBuf::from(s(key));
-        let port = |key: &str| {
-            json[key]
-                .as_u64()
-                .unwrap_or_else(|| panic!("cluster.json lacks {key}")) as u16
-        };
-        Cluster {
-            dir: p("dir"),
-            host: s("host"),
-            port: port("port"),
-            jump_port: port("jump_port"),
-            user: s("user"),
-            user_home: p("user_home"),
-            key: p("key"),
-            known_hosts: p("known_hosts"),
-            host_key_pub: p("host_key_pub"),
-            host_key: p("host_key"),
-            jump_host_key_pub: p("jump_host_key_pub"),
-            user_ca: p("user_ca"),
-            host_ca: p("host_ca"),
-            authorized_dir: p("authorized_dir"),
-            slurm_conf: p("slurm_conf"),
-        }
+    cluster_if_up().unwrap_or_else(|| {
+        panic!(
+            "cannot read {}: start the test cluster first with `sudo tests/cluster/up`",
+            cluster_json().display()
+        )
     })
+}
+
+/// Where `tests/cluster/up` describes the cluster.
+fn cluster_json() -> PathBuf {
+    let dir =
+        std::env::var("SLURMKIT_CLUSTER_DIR").unwrap_or_else(|_| "/tmp/slurmkit-cluster".into());
+    Path::new(&dir).join("cluster.json")
+}
+
+/// The test cluster, if it is up: commands that never reach it (`render`, `plugin`) run without.
+pub fn cluster_if_up() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| {
+            let text = std::fs::read_to_string(cluster_json()).ok()?;
+            Some(read_cluster(&text))
+        })
+        .as_ref()
+}
+
+fn read_cluster(text: &str) -> Cluster {
+    let json: serde_json::Value = serde_json::from_str(text).expect("cluster.json is JSON");
+    let s = |key: &str| {
+        json[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("cluster.json lacks {key}"))
+            .to_string()
+    };
+    let p = |key: &str| PathBuf::from(s(key));
+    let port = |key: &str| {
+        json[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("cluster.json lacks {key}")) as u16
+    };
+    Cluster {
+        dir: p("dir"),
+        host: s("host"),
+        port: port("port"),
+        jump_port: port("jump_port"),
+        user: s("user"),
+        user_home: p("user_home"),
+        key: p("key"),
+        known_hosts: p("known_hosts"),
+        host_key_pub: p("host_key_pub"),
+        host_key: p("host_key"),
+        jump_host_key_pub: p("jump_host_key_pub"),
+        user_ca: p("user_ca"),
+        host_ca: p("host_ca"),
+        authorized_dir: p("authorized_dir"),
+        slurm_conf: p("slurm_conf"),
+    }
 }
 
 impl Cluster {
@@ -301,12 +316,15 @@ impl Project {
             .env("SLURMKIT_DATA_DIR", self.data_dir())
             // Compiled plugins are shared between tests: the Python and JavaScript ones take seconds to compile.
             .env("SLURMKIT_CACHE_DIR", shared_cache_dir())
-            .env("SLURM_CONF", &cluster().slurm_conf)
             .env("SLURMKIT_LOG", "warn,slurmkit::plugin=info")
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("SLURMFILE")
             .env_remove("SLURM_ENV")
             .stdin(std::process::Stdio::null());
+        match cluster_if_up() {
+            Some(cluster) => command.env("SLURM_CONF", &cluster.slurm_conf),
+            None => command.env_remove("SLURM_CONF"),
+        };
         command
     }
 
@@ -393,6 +411,29 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Compare `actual` with `tests/golden/<name>`; with `SLURMKIT_BLESS=1`, write it there instead
+/// (then review the diff).
+#[track_caller]
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = repo_root().join("tests/golden").join(name);
+    if std::env::var_os("SLURMKIT_BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} ({e}): create it with SLURMKIT_BLESS=1",
+            path.display()
+        )
+    });
+    assert!(
+        actual == expected,
+        "{} differs (rerun with SLURMKIT_BLESS=1 and review the diff):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
 }
 
 /// The repository root (for examples and plugin sources).

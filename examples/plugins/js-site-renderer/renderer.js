@@ -49,7 +49,7 @@ export function render(job) {
   if (job.memoryMb !== undefined && job.memoryMb !== null) sbatch("mem", "memory-mb", `${job.memoryMb}M`);
   sbatch("constraint", "constraint", job.constraint ?? setting("constraint", "cpu"));
   sbatch("comment", "site", `site:${site}`);
-  for (const [field, unsupported] of [["array", job.array], ["gpus", job.gpus], ["nodes", job.nodes]]) {
+  for (const [field, unsupported] of [["array", job.array], ["gpus", job.gpus], ["nodes", job.nodes], ["container", job.container]]) {
     if (unsupported !== undefined && unsupported !== null) {
       throw { tag: "unsupported", val: { field, message: `the ${site} JavaScript renderer does not support ${field}` } };
     }

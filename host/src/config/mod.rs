@@ -3,7 +3,8 @@
 //! A Slurmfile is TOML. Its top-level tables are the defaults; `[environments.<name>]` tables merge
 //! over them, `[jobs.<name>]` over `[job]`, and command-line flags over both, all by one rule
 //! ([`merge`], [`merge_job`]): tables merge key by key, everything else is replaced, and a job layer that
-//! says what the job runs (`command`, `script` or `script_file`) replaces what the layers below said. Every table is checked on
+//! says what the job runs (`command`, `script` or `script_file`) replaces what the layers below said, as
+//! one that sets a `container` replaces the container below (a whole). Every table is checked on
 //! its own first, so an unknown key or a bad value is reported with its file and line, then the
 //! selected layers are merged and read into [`Settings`].
 
@@ -188,6 +189,11 @@ fn find_in(dir: &Path) -> Option<PathBuf> {
 /// layers below said.
 const PAYLOAD: [&str; 3] = ["command", "script", "script_file"];
 
+/// Job keys whose tables are one value, replaced whole rather than merged key by key: a container's
+/// image, runtime and mounts go together (an image from one layer with mounts from another is a
+/// container nobody wrote), and each layer's container is checked complete, with its line.
+const WHOLE: [&str; 1] = ["container"];
+
 /// Merge the layer `over` into `base`: tables key by key (recursively), anything else replaced.
 pub fn merge(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
@@ -203,10 +209,16 @@ pub fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 /// Merge a job table (`[job]`, `[jobs.<name>]`, the flags' job) over another: as [`merge`], except
-/// that a layer saying what the job runs replaces what the layers below said.
+/// that a layer saying what the job runs replaces what the layers below said, and a layer's
+/// `container` replaces the one below whole.
 pub fn merge_job(base: &mut toml::Table, over: toml::Table) {
     if PAYLOAD.iter().any(|key| over.contains_key(*key)) {
         for key in PAYLOAD {
+            base.remove(key);
+        }
+    }
+    for key in WHOLE {
+        if over.contains_key(key) {
             base.remove(key);
         }
     }
@@ -505,6 +517,65 @@ config = { script = "y" }
             assert_eq!(*at, line, "{text}");
             assert!(message.contains(what), "{message}");
         }
+    }
+
+    /// A container is checked where it is written: each value at its line, a missing runtime or an
+    /// unknown key at the table's.
+    #[test]
+    fn bad_containers_name_their_line_and_field() {
+        for (text, line, what) in [
+            (
+                "[job]\ncommand = [\"x\"]\n\n[jobs.a]\ncontainer = { image = \"u\", runtime = \"docker\" }\n",
+                5,
+                "unknown container runtime \"docker\"; container runtimes are: pyxis, apptainer",
+            ),
+            (
+                "[job]\ncontainer = { image = \"u\", runtime = \"pyxis\",\n  mounts = [\"/ok:/ok\", \"data:/data\"] }\n",
+                3,
+                "invalid container mount \"data:/data\"",
+            ),
+            (
+                "[job]\ncontainer = { image = \"u\" }\n",
+                2,
+                "a container needs a `runtime`",
+            ),
+            (
+                "[job]\ncontainer = { image = \"u\", runtime = \"pyxis\", workdir = \"w\" }\n",
+                2,
+                "invalid container workdir",
+            ),
+            (
+                "[job]\ncontainer = { image = \"u\", runtime = \"pyxis\", mount = [] }\n",
+                2,
+                "unknown field `mount`",
+            ),
+        ] {
+            let err = parse(text, None).unwrap_err();
+            let ConfigError::Parse {
+                line: at, message, ..
+            } = &err
+            else {
+                panic!("{err}")
+            };
+            assert_eq!(*at, line, "{text}: {message}");
+            assert!(message.contains(what), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_job_layer_with_a_container_replaces_the_container_below_whole() {
+        let mut base: toml::Table = toml::from_str(
+            "container = { image = \"a.sif\", runtime = \"apptainer\", mounts = [\"/d:/d\"] }\npartition = \"p\"",
+        )
+        .unwrap();
+        merge_job(
+            &mut base,
+            toml::from_str("container = { image = \"docker://u\", runtime = \"pyxis\" }").unwrap(),
+        );
+        let container = base["container"].as_table().unwrap();
+        assert_eq!(container.len(), 2, "{container:?}");
+        assert_eq!(container["runtime"].as_str(), Some("pyxis"));
+        assert_eq!(base["partition"].as_str(), Some("p"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::types::HostKeyPolicy;
+use crate::types::container::Container;
 use crate::types::names::{Account, JobName, Partition, Qos, Reservation};
 use crate::types::spec::{
     ArraySpec, CommandArgument, Dependencies, DirectiveText, EnvName, EnvValue, ExtraDirective,
@@ -146,6 +147,8 @@ pub struct JobSettings {
     pub after_any: Option<Vec<JobName>>,
     /// ... once they failed (`afternotok`).
     pub after_not_ok: Option<Vec<JobName>>,
+    /// The container the payload runs in: `{ image, runtime, mounts, workdir }`.
+    pub container: Option<Container>,
 }
 
 /// One `[job]` or `[jobs.<name>]` table as written: it says at most one thing to run, so a mistake is

@@ -545,6 +545,7 @@ fn spec_from(name: JobName, payload: Payload, settings: &JobSettings) -> JobSpec
         .into_iter()
         .map(|d| d.into_string())
         .collect();
+    spec.container = settings.container;
     spec
 }
 

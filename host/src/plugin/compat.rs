@@ -1,7 +1,9 @@
 //! Components built against an older accepted WIT version: the host speaks the newest one and converts
 //! at the boundary. A record going to an older component loses the fields added since (an 0.1 renderer
 //! never sees `inputs`; the host stages them whatever the renderer); what comes back is mapped to the
-//! newest types.
+//! newest types. The one exception is what only the renderer can carry out: a job with a `container`
+//! is refused by an 0.1 renderer ([`missing_from_v1`]) rather than run outside its container. A
+//! callback only observes, so an 0.1 callback sees the job without it.
 
 use crate::wit::v0_1_0::types as v1;
 use crate::wit::v0_2_0::types as v2;
@@ -37,6 +39,13 @@ same_enum!(v1::EventKind => v2::EventKind, [
     PackagingBegin, PackagingEnd, SubmitBegin, Submitted, StatusChanged, RunBegin, RunEnd, Completed,
     Failed, WorkflowBegin, WorkflowEnd, WorkflowTaskSubmitted, OutputsFetched,
 ]);
+
+/// What of `job` an 0.1 renderer cannot carry out, if anything: the fields whose meaning lives in the
+/// script (the host handles `inputs`, `outputs`, `args`, items and `after` itself, whatever the
+/// renderer writes), in words for the refusal.
+pub fn missing_from_v1(job: &v2::Job) -> Option<&'static str> {
+    job.container.is_some().then_some("containers")
+}
 
 /// A job for an 0.1 component: everything but what 0.2 added.
 pub fn job_v1(job: &v2::Job) -> v1::Job {

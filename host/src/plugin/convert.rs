@@ -63,5 +63,11 @@ pub fn job_to_wit(spec: &JobSpec) -> wit::Job {
         args: spec.args.to_string(),
         item_count: u32::try_from(spec.items.len()).unwrap_or(u32::MAX),
         after: spec.after.iter().map(|a| a.job.to_string()).collect(),
+        container: spec.container.as_ref().map(|c| wit::Container {
+            image: c.image.as_str().to_string(),
+            mounts: c.mounts.iter().map(|m| m.as_str().to_string()).collect(),
+            runtime: c.runtime,
+            workdir: c.workdir.as_ref().map(|w| w.as_str().to_string()),
+        }),
     }
 }

@@ -113,6 +113,16 @@ pub enum PluginError {
     Refused { plugin: String, message: String },
     #[error("plugin {plugin} returned an unusable result: {message}")]
     Invalid { plugin: String, message: String },
+    #[error(
+        "renderer {plugin} was built against {WIT_PACKAGE}@{version}, which has no {lacks}; rebuild it against {}",
+        wit_version()
+    )]
+    TooOld {
+        plugin: String,
+        version: String,
+        /// What the job needs that the version lacks, in words (`containers`).
+        lacks: &'static str,
+    },
 }
 
 impl Diagnose for PluginError {

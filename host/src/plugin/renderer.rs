@@ -101,6 +101,13 @@ impl Renderer {
     /// NUL bytes, and stay under 1 MiB.
     pub async fn render(&self, job: &JobSpec) -> Result<String, PluginError> {
         let (pre, record) = (self.pre.clone(), convert::job_to_wit(job));
+        if let (Pre::V0_1(_), Some(lacks)) = (&self.pre, compat::missing_from_v1(&record)) {
+            return Err(PluginError::TooOld {
+                plugin: self.spec.name.clone(),
+                version: "0.1.x".into(),
+                lacks,
+            });
+        }
         let result = self
             .engine
             .call(&self.spec, "render", move |store| {

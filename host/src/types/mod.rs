@@ -2,6 +2,7 @@
 //! from above. Job specs and their units, Slurm names and ids, job states, the job directory's layout,
 //! shell command lines, and the host-key policy.
 
+pub mod container;
 pub mod job_dir;
 pub mod names;
 pub mod shell;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::container::Container;
 use super::names::{
     self as validate, Account, InvalidValue, JobId, JobName, Partition, Qos, Reservation,
 };
@@ -73,6 +74,9 @@ pub struct JobSpec {
     /// That Slurmfile (its path here): `--only` runs after earlier submissions of the same one.
     #[serde(default)]
     pub project: Option<String>,
+    /// The container the payload runs in.
+    #[serde(default)]
+    pub container: Option<Container>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -115,6 +119,7 @@ impl JobSpec {
             after: Vec::new(),
             entry: None,
             project: None,
+            container: None,
         }
     }
 
@@ -482,6 +487,10 @@ mod tests {
         spec.output = Some(DirectiveText::parse("output", "out-%j").unwrap());
         spec.error = Some(DirectiveText::parse("error", "err-%j").unwrap());
         spec.extra_directives = vec!["--mail-type=END".into()];
+        spec.container = Some(
+            toml::from_str("image = \"x.sif\"\nruntime = \"apptainer\"\nmounts = [\"/a:/b\"]")
+                .unwrap(),
+        );
         let json = serde_json::to_string(&spec).unwrap();
         let back: JobSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec, "{json}");

@@ -2,9 +2,12 @@
 //!
 //! Every value lands either in an `#SBATCH` line (double-quoted, the one quoting sbatch's directive parser
 //! understands) or in the script body (single-quoted for bash). A value that neither quoting can carry
-//! safely is refused with the field's name: nothing is silently dropped.
+//! safely is refused with the field's name: nothing is silently dropped. A job with a container runs
+//! its payload in it ([`container`]), after the module loads and exports.
 
 wit_bindgen::generate!({ world: "renderer", path: "../../wit" });
+
+mod container;
 
 use slurmkit::plugin::types::{Dependency, DependencyKind, FieldError, Payload};
 
@@ -51,6 +54,10 @@ pub fn render_script(job: &Job) -> Result<String, RenderError> {
             ));
         }
         out.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    if let Some(container) = &job.container {
+        out.push_str(&container::payload_line(container, &job.payload)?);
+        return Ok(out);
     }
     match &job.payload {
         Payload::Command(argv) => {
@@ -291,6 +298,7 @@ mod tests {
             args: "{}".into(),
             item_count: 0,
             after: vec![],
+            container: None,
         }
     }
 
@@ -327,6 +335,29 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
             "slurmkit: module load failed, so the job does not run: no such/1\n"
+        );
+    }
+
+    /// Modules and exports stay in the batch shell, before the container runs the payload.
+    #[test]
+    fn a_container_runs_the_payload_after_modules_and_exports() {
+        let mut j = job();
+        j.modules = vec!["cuda/12".into()];
+        j.environment = vec![("A".into(), "1".into())];
+        j.container = Some(slurmkit::plugin::types::Container {
+            image: "nvcr.io#nvidia/pytorch:24.05-py3".into(),
+            mounts: vec!["/data:/data:ro".into()],
+            runtime: slurmkit::plugin::types::ContainerRuntime::Pyxis,
+            workdir: None,
+        });
+        let script = render_script(&j).unwrap();
+        let body = script.split_once("\n\n").unwrap().1;
+        assert!(body.starts_with("module load 'cuda/12' || "), "{body}");
+        assert!(
+            body.ends_with(
+                "export A='1'\nexec srun --container-image='nvcr.io#nvidia/pytorch:24.05-py3' --container-mounts='/data:/data:ro' 'echo' 'it'\\''s $HOME'\n"
+            ),
+            "{body}"
         );
     }
 

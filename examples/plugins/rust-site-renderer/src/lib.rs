@@ -85,6 +85,8 @@ impl Guest for SiteRenderer {
             ("array", job.array.is_some()),
             ("dependencies", !job.dependencies.is_empty()),
             ("extra-directives", !job.extra_directives.is_empty()),
+            // The site runs containers through the default renderer's pyxis and apptainer lines.
+            ("container", job.container.is_some()),
         ];
         if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
             return Err(RenderError::Unsupported(FieldError {

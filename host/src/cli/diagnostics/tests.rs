@@ -338,6 +338,11 @@ fn plugin_errors() {
             plugin: "x".into(),
             message: "the script contains a NUL byte".into(),
         }),
+        Box::new(PluginError::TooOld {
+            plugin: "site".into(),
+            version: "0.1.x".into(),
+            lacks: "containers",
+        }),
     ];
     check("plugin", snapshot(errors));
 }
