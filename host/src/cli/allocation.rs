@@ -94,11 +94,16 @@ pub async fn tunnel(
             ports.remote
         );
         outln!("http://{host}:{}/", local.port());
-        let interrupted = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        let end =
-            allocation::tunnel(session, id, listener, &address, ports.remote, interrupted).await?;
+        // Ctrl-C ends it as it ends every command (exit code 130).
+        let end = allocation::tunnel(
+            session,
+            id,
+            listener,
+            &address,
+            ports.remote,
+            std::future::pending(),
+        )
+        .await?;
         match end {
             TunnelEnd::JobEnded(state) => {
                 eprintln!("slurmkit: job {id} ended ({state}); the tunnel is closed")

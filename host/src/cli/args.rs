@@ -201,6 +201,12 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
     },
+    /// The whole queue (anyone's jobs): list, show one, or watch.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// The cluster's partitions, nodes by state, free CPUs and GPUs.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Check each step of reaching the cluster and say how to fix the first that fails.
     Doctor {
         #[arg(long)]
@@ -209,6 +215,83 @@ pub enum Command {
     /// Inspect and check WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// The queue (one squeue), filtered.
+    List {
+        #[command(flatten)]
+        filter: QueueArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything Slurm knows about a job, and what this machine's journal knows (job directory,
+    /// plugins with their sha256, callback events).
+    Show {
+        job_id: JobId,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The queue, refreshed in place (one squeue per round) until Ctrl-C.
+    Watch {
+        #[command(flatten)]
+        filter: QueueArgs,
+        /// Seconds between rounds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+    },
+}
+
+/// Which jobs of the queue to show.
+#[derive(Debug, Clone, Default, Args)]
+pub struct QueueArgs {
+    /// Only your own jobs on the cluster.
+    #[arg(long)]
+    pub mine: bool,
+    /// Only these users' jobs.
+    #[arg(long, value_name = "USER", value_delimiter = ',')]
+    pub user: Vec<String>,
+    /// Only jobs in these partitions.
+    #[arg(long, value_name = "PARTITION", value_delimiter = ',')]
+    pub partition: Vec<String>,
+    /// Only jobs in these states (PENDING, RUNNING, ...; `all` for finished ones Slurm still knows too).
+    #[arg(long, value_name = "STATE", value_delimiter = ',', value_parser = parse_state)]
+    pub state: Vec<String>,
+    /// Only jobs with these names.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub name: Vec<String>,
+}
+
+fn parse_state(text: &str) -> Result<String, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    if upper == "ALL"
+        || crate::types::status::JobState::parse(&upper) != crate::types::status::JobState::Unknown
+    {
+        Ok(upper)
+    } else {
+        Err(format!(
+            "{text:?} is not a Slurm job state (PENDING, RUNNING, COMPLETED, FAILED, ..., or all)"
+        ))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Partitions with their nodes by state, CPUs and GPUs (one sinfo).
+    Show {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The same, refreshed in place (one sinfo per round) until Ctrl-C.
+    Watch {
+        /// Seconds between rounds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+    },
 }
 
 /// `tunnel`'s ports.

@@ -60,6 +60,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             node,
             bind,
         } => super::allocation::tunnel(&plan, &job_id, ports, node.as_deref(), bind).await,
+        Command::Jobs(command) => super::views::jobs(&plan, command).await,
+        Command::Cluster(command) => super::views::cluster(&plan, command).await,
         Command::Doctor { json } => super::doctor::run(&plan, json).await,
         Command::Plugin(command) => super::plugin_cmd::run(command, &plan).await,
     }

@@ -17,6 +17,7 @@ mod doctor;
 mod plugin_cmd;
 mod plugins;
 mod terminal;
+mod views;
 mod work;
 
 use std::ffi::OsString;

@@ -76,6 +76,16 @@ pub enum SubmissionState {
 }
 
 impl SubmissionState {
+    /// The name the journal stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionState::Submitting => "submitting",
+            SubmissionState::Submitted => "submitted",
+            SubmissionState::Rejected => "rejected",
+            SubmissionState::Unknown => "unknown",
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "submitted" => SubmissionState::Submitted,
@@ -95,6 +105,9 @@ pub struct CallbackRoute {
     pub key: String,
     pub name: String,
     pub events: Option<Vec<String>>,
+    /// The component's sha256 when the submission was made (when it loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl CallbackRoute {
@@ -396,6 +409,28 @@ impl Journal {
             )?,
         };
         Ok(())
+    }
+
+    /// Every delivery of a submission's events, oldest first: `(event kind, where it stands)`.
+    pub fn deliveries_for(
+        &self,
+        submission_id: i64,
+    ) -> Result<Vec<(String, DeliveryState)>, JournalError> {
+        let mut statement = self.conn.prepare(
+            "SELECT event_kind, plugin, state, attempts, last_error FROM deliveries WHERE submission_id = ?1 ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![submission_id], |row| {
+            Ok((
+                row.get(0)?,
+                DeliveryState {
+                    plugin: row.get(1)?,
+                    state: row.get(2)?,
+                    attempts: row.get(3)?,
+                    last_error: row.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Every delivery of `event_kind`, oldest first, for reports and tests.

@@ -142,7 +142,7 @@ impl Diagnose for LifecycleError {
     fn hint(&self) -> Option<String> {
         match self {
             LifecycleError::NotJournaled { .. } => Some(
-                "`slurmkit status` works for any job id; logs and callbacks need a job submitted from this machine (or pass the same --data-dir)".into(),
+                "`slurmkit status` works for any job id; `logs` of a job not submitted from here needs Slurm to still know it, and results, outputs and callbacks need a job submitted from this machine (or pass the same --data-dir)".into(),
             ),
             LifecycleError::SubmissionUncertain { .. } => Some(
                 "the job may be queued: the next slurmkit command that connects finds its id in the job directory and journals it. Run `slurmkit status` before submitting again".into(),

@@ -1,5 +1,5 @@
-//! A journaled job's output: read from its job directory over the session's connection, once or
-//! following it until the job ends.
+//! A job's output, over the session's connection, once or following it until the job ends: a
+//! journaled job's from its job directory, any other's from the path Slurm reports for it.
 
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,64 @@ async fn journaled(session: &Session, job_id: &JobId) -> Result<Submission, Life
         })
 }
 
-/// Read a journaled job's stdout or stderr from `offset` (at most `limit` bytes).
+/// Where a job's stdout or stderr is: the directory reads are confined to, and the file's name in it.
+/// A journaled job's is in its job directory; for any other job, Slurm's `StdOut`/`StdErr` path, read
+/// under the same rules within that file's directory.
+async fn log_location(
+    session: &Session,
+    job_id: &JobId,
+    stderr: bool,
+) -> Result<(String, String), LifecycleError> {
+    let submission = match journaled(session, job_id).await {
+        Ok(submission) => submission,
+        Err(LifecycleError::NotJournaled { .. }) => {
+            return foreign_log(session, job_id, stderr).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let mut name = output_file(&submission.spec, job_id, stderr)?;
+    // Absolute output paths are only readable when they point into the job directory.
+    if let Some(inside) = name.strip_prefix(&format!("{}/", submission.job_dir)) {
+        name = inside.to_string();
+    }
+    Ok((submission.job_dir, name))
+}
+
+/// A job not submitted from here: the output path Slurm reports for it.
+async fn foreign_log(
+    session: &Session,
+    job_id: &JobId,
+    stderr: bool,
+) -> Result<(String, String), LifecycleError> {
+    let records = slurm::views::job_records(&session.conn, job_id).await?;
+    let record = match records.as_slice() {
+        [] => {
+            return Err(LifecycleError::UnknownJob {
+                job_id: job_id.clone(),
+            });
+        }
+        [record] => record,
+        _ => {
+            return Err(LifecycleError::ArrayTaskNeeded {
+                job_id: job_id.clone(),
+            });
+        }
+    };
+    let field = if stderr { "StdErr" } else { "StdOut" };
+    let path = record.get(field).map(String::as_str).unwrap_or("");
+    match path.rsplit_once('/') {
+        Some((dir, name)) if path.starts_with('/') && !name.is_empty() && !path.contains('%') => {
+            let dir = if dir.is_empty() { "/" } else { dir };
+            Ok((dir.to_string(), name.to_string()))
+        }
+        _ => Err(LifecycleError::UnexpandablePattern {
+            job_id: job_id.clone(),
+            pattern: path.to_string(),
+        }),
+    }
+}
+
+/// Read a job's stdout or stderr from `offset` (at most `limit` bytes).
 pub async fn read_log(
     session: &Session,
     job_id: &JobId,
@@ -53,13 +110,8 @@ pub async fn read_log(
     offset: u64,
     limit: u64,
 ) -> Result<Vec<u8>, LifecycleError> {
-    let submission = journaled(session, job_id).await?;
-    let mut name = output_file(&submission.spec, job_id, stderr)?;
-    // Absolute output paths are only readable when they point into the job directory.
-    if let Some(inside) = name.strip_prefix(&format!("{}/", submission.job_dir)) {
-        name = inside.to_string();
-    }
-    match read_confined(&session.conn, &submission.job_dir, &name, offset, limit).await {
+    let (dir, name) = log_location(session, job_id, stderr).await?;
+    match read_confined(&session.conn, &dir, &name, offset, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(TransferError::NotFound { path }) => {
             let state = match slurm::status(&session.conn, std::slice::from_ref(job_id), &[]).await

@@ -217,6 +217,7 @@ impl Outbox {
                     .events
                     .as_ref()
                     .map(|kinds| kinds.iter().map(|k| k.as_str().to_string()).collect()),
+                sha256: None,
             });
             let loaded = async {
                 let spec = PluginSpec::callback(file, settings)?;
@@ -224,7 +225,12 @@ impl Outbox {
             }
             .await;
             match loaded {
-                Ok(plugin) => outbox.plugins.push((key, plugin)),
+                Ok(plugin) => {
+                    if let Some(route) = outbox.routes.last_mut() {
+                        route.sha256 = Some(plugin.spec.sha256.clone());
+                    }
+                    outbox.plugins.push((key, plugin));
+                }
                 Err(error) => {
                     tracing::error!(
                         "callback {name} is not loaded; its events are journaled and wait for it: {error}"

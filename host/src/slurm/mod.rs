@@ -5,6 +5,7 @@ pub mod allocation;
 pub mod parse;
 pub mod recover;
 pub mod submit;
+pub mod views;
 
 use crate::error::{Diagnose, exit};
 use crate::exec::{CommandError, Exec};
