@@ -25,6 +25,51 @@ fn render_prints_the_example_script_without_a_cluster() {
         .stdout_contains("#SBATCH --time=\"00:02:00\"");
 }
 
+/// Without a Slurmfile or a command, `render` says that no Slurmfile was found, and where it looked.
+#[test]
+fn render_without_a_slurmfile_says_where_it_looked() {
+    let project = Project::new();
+    let run = project.run(&["render"]);
+    run.expect_code(3)
+        .stderr_contains(&format!(
+            "no Slurmfile found in {} or any parent directory (looked for Slurmfile.toml",
+            project.path().display()
+        ))
+        .stderr_contains("slurmkit submit -- python train.py");
+}
+
+/// Shell completions and the manual page come from the command line's own definition.
+#[test]
+fn completions_and_the_manual_page_are_generated() {
+    let project = Project::new();
+    let bash = project.run(&["completions", "bash"]);
+    bash.ok().stdout_contains("_slurmkit()");
+    for word in ["tunnel", "connect", "--jump", "--mine"] {
+        bash.stdout_contains(word);
+    }
+    let checked = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash.stdout])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        project
+            .run(&["completions", shell])
+            .ok()
+            .stdout_contains("tunnel");
+    }
+    let man = project.run(&["man"]);
+    man.ok()
+        .stdout_contains(".TH slurmkit 1")
+        .stdout_contains("jump")
+        .stdout_contains("tunnel");
+    project.run(&["completions", "tcsh"]).expect_code(2);
+}
+
 #[test]
 fn submit_over_ssh_with_reject_completes_and_output_comes_back() {
     let project = ssh_project(

@@ -132,10 +132,14 @@ pub enum Command {
     /// Print a job's result: the JSON it wrote to $SLURMKIT_RESULT (for an array, a list in task
     /// order, null where a task wrote none). Exit code: 15 no result written, 16 not JSON, 17 not ended
     /// yet, 10-13 the job failed.
-    Result { job_id: JobId },
+    Result {
+        /// The job (`123`, or `123_4` for a task of an array).
+        job_id: JobId,
+    },
     /// Copy a job's outputs (its `outputs` globs) from its job directory. Nothing is replaced unless
     /// --force is given (exit code 18 otherwise).
     Fetch {
+        /// The job (`123`, or `123_4` for a task of an array).
         job_id: JobId,
         /// Where to put them (default: ./<name>-<id>).
         #[arg(long, value_name = "DIR")]
@@ -146,6 +150,7 @@ pub enum Command {
     },
     /// Show the state of jobs (default: the ones submitted recently from here).
     Status {
+        /// Job ids (`123`, or `123_4` for a task of an array).
         job_ids: Vec<JobId>,
         /// Machine-readable output.
         #[arg(long)]
@@ -155,6 +160,7 @@ pub enum Command {
     /// out, 10 FAILED, 11 CANCELLED, 12 TIMEOUT, 13 OUT_OF_MEMORY, 14 a job Slurm does not know (the
     /// worst of several jobs).
     Wait {
+        /// Job ids (`123`, or `123_4` for a task of an array).
         #[arg(required = true, value_name = "JOB_ID")]
         job_ids: Vec<JobId>,
         /// Give up after this many seconds (exit code 8).
@@ -163,11 +169,14 @@ pub enum Command {
     },
     /// Cancel jobs.
     Cancel {
+        /// Job ids (`123`, or `123_4` for a task of an array).
         #[arg(required = true)]
         job_ids: Vec<JobId>,
     },
-    /// Print a job's output (read from its job directory over the same connection).
+    /// Print a job's output: from its job directory for a job submitted from here, else from the path
+    /// Slurm reports for it.
     Logs {
+        /// The job (`123`, or `123_4` for a task of an array).
         job_id: JobId,
         /// The job's stderr instead of its stdout.
         #[arg(long)]
@@ -179,6 +188,7 @@ pub enum Command {
     /// A shell in a running job's allocation (on a terminal), or one command there with `-- CMD...`.
     /// Waits until the job runs. Exit code: the remote shell's or command's.
     Connect {
+        /// The job (`123`, or `123_4` for a task of an array).
         job_id: JobId,
         /// One of the job's nodes (default: its first).
         #[arg(long, value_name = "NODE")]
@@ -190,6 +200,7 @@ pub enum Command {
     /// Forward a local port to a port on a running job's node, through every jump host; waits until
     /// the job runs, prints the local URL, and ends with the job or on Ctrl-C.
     Tunnel {
+        /// The job (`123`, or `123_4` for a task of an array).
         job_id: JobId,
         /// `[LOCAL_PORT:]REMOTE_PORT`; the local port defaults to the remote one, 0 picks a free one.
         #[arg(value_name = "[LOCAL_PORT:]REMOTE_PORT", value_parser = parse_ports)]
@@ -209,12 +220,21 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Check each step of reaching the cluster and say how to fix the first that fails.
     Doctor {
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
     /// Inspect and check WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Print a shell completion script: `slurmkit completions bash > /etc/bash_completion.d/slurmkit`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `slurmkit man > ~/.local/share/man/man1/slurmkit.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +250,7 @@ pub enum JobsCommand {
     /// Everything Slurm knows about a job, and what this machine's journal knows (job directory,
     /// plugins with their sha256, callback events).
     Show {
+        /// The job (`123`, or `123_4` for a task of an array).
         job_id: JobId,
         /// Machine-readable output.
         #[arg(long)]
@@ -326,12 +347,15 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
 pub enum PluginCommand {
     /// Show the world, WIT version, imports, exports, size and sha256 of a plugin.
     Inspect {
+        /// The `.wasm` component.
         file: PathBuf,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
     /// Load a plugin under its limits and run it on sample input (every event, for callbacks).
     Check {
+        /// The `.wasm` component.
         file: PathBuf,
         /// Render or send events for this Slurmfile job instead of a sample job.
         #[arg(long, value_name = "JOB")]
@@ -437,5 +461,54 @@ impl JobOverrides {
             args: self.args.clone(),
             command: self.command.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() && !command.is_hide_set() {
+                missing.push(format!("{path} (the command)"));
+            }
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && !arg.is_hide_set() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+    }
+
+    #[test]
+    fn tunnel_ports_read_as_ssh_minus_l_does() {
+        assert_eq!(
+            parse_ports("8888").unwrap(),
+            Ports {
+                local: 8888,
+                remote: 8888
+            }
+        );
+        assert_eq!(
+            parse_ports("0:8888").unwrap(),
+            Ports {
+                local: 0,
+                remote: 8888
+            }
+        );
+        assert!(parse_ports("8888:0").is_err());
+        assert!(parse_ports("x:1").is_err());
     }
 }

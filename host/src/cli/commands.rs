@@ -18,6 +18,21 @@ use crate::types::names::JobId;
 use crate::types::status::{JobState, JobStatus};
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    // Generated from the command line's own definition: nothing to resolve first.
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "slurmkit", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let cwd = std::env::current_dir().map_err(crate::lifecycle::PlanError::CurrentDir)?;
     let overrides = match &cli.command {
         Command::Render { overrides, .. } | Command::Submit { overrides, .. } => overrides.clone(),
@@ -64,6 +79,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Cluster(command) => super::views::cluster(&plan, command).await,
         Command::Doctor { json } => super::doctor::run(&plan, json).await,
         Command::Plugin(command) => super::plugin_cmd::run(command, &plan).await,
+        Command::Completions { .. } | Command::Man => unreachable!("handled before the plan"),
     }
 }
 

@@ -140,9 +140,14 @@ async fn walk(plan: &Plan, report: &mut Report) {
     report.ok(
         "config",
         format!(
-            "{} via {}; host_key_policy {policy}; known_hosts {}",
+            "{}{}; host_key_policy {policy}; known_hosts {}",
             target.key,
-            route.join(" -> "),
+            // Only a route through jump hosts is worth spelling out.
+            if route.len() > 1 {
+                format!(" via {}", route.join(" -> "))
+            } else {
+                String::new()
+            },
             hop.known_hosts
                 .first()
                 .map(|p| p.display().to_string())

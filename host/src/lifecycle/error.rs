@@ -231,6 +231,8 @@ pub enum PlanError {
     },
     #[error("{flag}: {message}")]
     FlagValue { flag: &'static str, message: String },
+    #[error("no Slurmfile found in {} or any parent directory (looked for {}), and no command was given after `--`", start.display(), crate::config::FILE_NAMES.join(", "))]
+    NoSlurmfile { start: PathBuf },
     #[error("cannot read the current directory: {0}")]
     CurrentDir(#[source] std::io::Error),
     #[error("resolving the plan failed: {0}")]
@@ -242,6 +244,15 @@ impl Diagnose for PlanError {
         match self {
             PlanError::CurrentDir(_) | PlanError::Task(_) => exit::INTERNAL,
             _ => exit::CONFIG,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            PlanError::NoSlurmfile { .. } => Some(
+                "write a Slurmfile.toml (examples/hello has one), point --slurmfile at one, or name the command: `slurmkit submit -- python train.py`".into(),
+            ),
+            _ => None,
         }
     }
 }

@@ -196,7 +196,15 @@ impl Plan {
         }
         config::merge_job(&mut table, layer(&self.top, "job"));
         let settings: JobSettings = self.read(table)?;
-        let payload = payload(&settings, self.base_dir())?;
+        let payload = match payload(&settings, self.base_dir()) {
+            // Without a Slurmfile, only `-- COMMAND` says what to run: say where none was found.
+            Err(_) if self.file.is_none() => {
+                return Err(PlanError::NoSlurmfile {
+                    start: self.cwd.clone(),
+                });
+            }
+            payload => payload?,
+        };
         let origin = work::Origin {
             file: self.file.as_ref(),
             entry,
