@@ -638,8 +638,13 @@ mod tests {
 
     #[test]
     fn payload_needs_exactly_one_source() {
+        // Without a Slurmfile, what is missing is the Slurmfile (or a command).
+        assert!(matches!(
+            one(None, JobFlags::default()).unwrap_err(),
+            PlanError::NoSlurmfile { .. }
+        ));
         assert!(
-            one(None, JobFlags::default())
+            one(Some("[job]\npartition = \"debug\"\n"), JobFlags::default())
                 .unwrap_err()
                 .to_string()
                 .contains("nothing to run")
