@@ -105,6 +105,15 @@ impl CallbackRoute {
     }
 }
 
+/// A site policy that passed a submission (and maybe amended it), as journaled with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyRecord {
+    pub name: String,
+    /// The plugin file, or where the site layer named it.
+    pub origin: String,
+    pub sha256: String,
+}
+
 /// One submission as recorded.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -123,6 +132,8 @@ pub struct Submission {
     /// The callbacks its events are journaled for; `None` for a submission recorded before slurmkit
     /// kept them.
     pub callbacks: Option<Vec<CallbackRoute>>,
+    /// The site policies that passed it, in the order they ran (the spec is as they left it).
+    pub policies: Vec<PolicyRecord>,
 }
 
 /// A callback delivery waiting or done.
@@ -207,6 +218,15 @@ impl Journal {
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record the site policies that passed a submission (in the transaction that began it).
+    pub fn record_policies(&self, id: i64, policies: &[PolicyRecord]) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE submissions SET policies_json = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(policies)?],
+        )?;
+        Ok(())
     }
 
     /// Set when a submission was recorded, for records imported from elsewhere (and tests of what
@@ -424,7 +444,7 @@ pub struct DeliveryState {
     pub last_error: Option<String>,
 }
 
-const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json, callbacks_json FROM submissions";
+const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json, callbacks_json, policies_json FROM submissions";
 
 fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalError> {
     let spec_json: String = row.get(4)?;
@@ -432,6 +452,7 @@ fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalErr
     let job_id: Option<String> = row.get(8)?;
     let last_status: Option<String> = row.get(10)?;
     let callbacks: Option<String> = row.get(11)?;
+    let policies: Option<String> = row.get(12)?;
     Ok(Submission {
         id: row.get(0)?,
         cluster: row.get(1)?,
@@ -449,6 +470,9 @@ fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalErr
                 .inspect_err(|e| tracing::warn!("unreadable callbacks of a journaled submission ({e}); using the Slurmfile's"))
                 .ok()
         }),
+        policies: policies
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -540,6 +564,17 @@ mod tests {
             .unwrap();
         assert_eq!(found.job_dir, "/home/u/slurm_jobs/hello-x");
         assert_eq!(found.spec, spec());
+        assert!(found.policies.is_empty());
+        let policy = PolicyRecord {
+            name: "site".into(),
+            origin: "/etc/slurmkit/site.wasm".into(),
+            sha256: "ab".repeat(32),
+        };
+        journal
+            .record_policies(id, std::slice::from_ref(&policy))
+            .unwrap();
+        let found = journal.submission(id).unwrap().unwrap();
+        assert_eq!(found.policies, vec![policy]);
         assert!(journal.find_by_job_id("other", &job_id).unwrap().is_none());
     }
 

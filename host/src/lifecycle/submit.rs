@@ -14,7 +14,8 @@ use super::outbox::{EventDetail, HostEvent, queue};
 use super::session::Session;
 use super::stage;
 use crate::exec::Exec;
-use crate::journal::{CallbackRoute, Journal, JournalError};
+use crate::journal::{CallbackRoute, Journal, JournalError, PolicyRecord};
+use crate::plugin::policy::{Policed, Policies};
 use crate::plugin::renderer::Renderer;
 use crate::slurm::SlurmError;
 use crate::slurm::submit::{self as exchange, Outcome, StagedJob};
@@ -46,6 +47,8 @@ struct Prepared {
 struct Rendered {
     index: usize,
     spec: JobSpec,
+    /// The site policies that passed it.
+    policies: Vec<PolicyRecord>,
     dir_name: String,
     dir: String,
     /// The renderer's script with slurmkit's prologue.
@@ -80,10 +83,30 @@ fn failed(spec: &JobSpec, error: LifecycleError) -> JobResult {
     }
 }
 
-/// Render, journal and submit `specs` over the session's connection, in one exchange. One result per
-/// spec, in order: one refused job never loses the others.
-pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -> Vec<JobResult> {
+/// Pass `specs` through the site policies, then render, journal and submit them over the session's
+/// connection, in one exchange; then tell the policies the ids. One result per spec, in order: one
+/// refused job never loses the others.
+pub async fn submit(
+    session: &Session,
+    renderer: &Renderer,
+    policies: &Policies,
+    specs: &[JobSpec],
+) -> Vec<JobResult> {
     let mut results: Vec<Option<JobResult>> = specs.iter().map(|_| None).collect();
+    // The policies first: a job one refuses is not rendered or journaled, and nothing of it is sent.
+    let mut policed: Vec<Option<Policed>> = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        match policies.apply(spec).await {
+            Ok(passed) => policed.push(Some(passed)),
+            Err(error) => {
+                results[index] = Some(failed(spec, error.into()));
+                policed.push(None);
+            }
+        }
+    }
+    if policed.iter().all(Option::is_none) {
+        return finished(results);
+    }
     let base = match job_base_dir(session).await {
         Ok(base) => base,
         Err(error) => {
@@ -94,7 +117,8 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
             };
             return specs
                 .iter()
-                .map(|spec| failed(spec, not_staged()))
+                .zip(results)
+                .map(|(spec, result)| result.unwrap_or_else(|| failed(spec, not_staged())))
                 .collect();
         }
     };
@@ -111,7 +135,8 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
     // Directory names first: a job's prologue names the directories of the jobs it runs after. Unique
     // in this batch too: two jobs of the same name in the same second may draw the same suffix.
     let mut dir_names: Vec<String> = Vec::with_capacity(specs.len());
-    for spec in specs {
+    for (spec, passed) in specs.iter().zip(&policed) {
+        let spec = passed.as_ref().map_or(spec, |p| &p.spec);
         let name = loop {
             let name = job_dir_name(&spec.name, SystemTime::now());
             if !dir_names.contains(&name) {
@@ -124,7 +149,10 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
     // Render every job before anything is recorded or created: a renderer that refuses a job leaves
     // no trace of it.
     let mut rendered: Vec<Rendered> = Vec::new();
-    for (index, spec) in specs.iter().enumerate() {
+    for (index, passed) in policed.into_iter().enumerate() {
+        let Some(Policed { spec, policies }) = passed else {
+            continue;
+        };
         let dir_name = dir_names[index].clone();
         let dir = format!("{base}/{dir_name}");
         let spec = spec.anchored_in(&dir);
@@ -148,6 +176,7 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
             Ok(script) => rendered.push(Rendered {
                 index,
                 spec,
+                policies,
                 dir_name,
                 dir,
                 script,
@@ -206,10 +235,29 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
                 tracing::debug!("cannot remember the remote home directory: {e}");
             }
         }
+        let sent: Vec<(usize, JobSpec)> = prepared
+            .iter()
+            .map(|job| (job.index, job.spec.clone()))
+            .collect();
         for (index, result) in settle_all(session, prepared, reply).await {
+            // The policies see each id sbatch returned; nothing they do changes the job now.
+            let job_id = match &result {
+                Ok(job) => Some(&job.job_id),
+                Err(LifecycleError::NotRecorded { job_id, .. }) => Some(job_id),
+                Err(_) => None,
+            };
+            if let (Some(job_id), Some((_, spec))) =
+                (job_id, sent.iter().find(|(i, _)| *i == index))
+            {
+                policies.post_submit(spec, job_id.as_str()).await;
+            }
             results[index] = Some(result);
         }
     }
+    finished(results)
+}
+
+fn finished(results: Vec<Option<JobResult>>) -> Vec<JobResult> {
     results
         .into_iter()
         .map(|r| r.expect("every job has a result"))
@@ -345,9 +393,9 @@ async fn journal_all(
             )
         })
         .collect();
-    let records: Vec<(JobSpec, String)> = rendered
+    let records: Vec<(JobSpec, String, Vec<PolicyRecord>)> = rendered
         .iter()
-        .map(|job| (job.spec.clone(), job.dir.clone()))
+        .map(|job| (job.spec.clone(), job.dir.clone(), job.policies.clone()))
         .collect();
     let journaled = session
         .journal
@@ -356,8 +404,11 @@ async fn journal_all(
                 records
                     .iter()
                     .zip(&events)
-                    .map(|((spec, dir), event)| {
+                    .map(|((spec, dir, policies), event)| {
                         let id = j.begin_submission(&cluster, dir, spec, &provenance, &routes)?;
+                        if !policies.is_empty() {
+                            j.record_policies(id, policies)?;
+                        }
                         queue(j, id, &routes, event);
                         Ok(id)
                     })
