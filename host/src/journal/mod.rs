@@ -24,9 +24,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod records;
 mod schema;
 mod shared;
 
+pub use records::{CallbackRoute, PolicyRecord, SubmissionState};
 pub use shared::SharedJournal;
 
 use schema::MIGRATIONS;
@@ -60,58 +62,6 @@ impl Diagnose for JournalError {
     fn hint(&self) -> Option<String> {
         Some("the journal lives in the data directory (--data-dir / SLURMKIT_DATA_DIR); check that it is writable and the disk is not full".into())
     }
-}
-
-/// Where a submission stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubmissionState {
-    /// Recorded, `sbatch` about to run or running; the job id is not known yet.
-    Submitting,
-    /// `sbatch` returned a job id.
-    Submitted,
-    /// `sbatch` refused the job (nothing was queued).
-    Rejected,
-    /// Its outcome could not be found out: no id in its directory and no such job in Slurm.
-    Unknown,
-}
-
-impl SubmissionState {
-    fn parse(s: &str) -> Self {
-        match s {
-            "submitted" => SubmissionState::Submitted,
-            "rejected" => SubmissionState::Rejected,
-            "unknown" => SubmissionState::Unknown,
-            _ => SubmissionState::Submitting,
-        }
-    }
-}
-
-/// A callback configured for a submission: which one (its Slurmfile and name, so two projects' callbacks
-/// that share a file name never receive each other's events), and the Slurmfile's `events` filter
-/// (`None`: all the plugin subscribes to).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CallbackRoute {
-    /// `<Slurmfile path>#<name>`: the `plugin` of its deliveries.
-    pub key: String,
-    pub name: String,
-    pub events: Option<Vec<String>>,
-}
-
-impl CallbackRoute {
-    pub fn admits(&self, event_kind: &str) -> bool {
-        self.events
-            .as_ref()
-            .is_none_or(|events| events.iter().any(|e| e == event_kind))
-    }
-}
-
-/// A site policy that passed a submission (and maybe amended it), as journaled with it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PolicyRecord {
-    pub name: String,
-    /// The plugin file, or where the site layer named it.
-    pub origin: String,
-    pub sha256: String,
 }
 
 /// One submission as recorded.

@@ -5,6 +5,7 @@
 //! - [`remote`]: the resolved cluster and one connection to it.
 //! - [`session`]: connection, journal and outbox together; reconnection.
 //! - [`submit`]: any number of jobs in one exchange, through the site policies.
+//! - [`upload`]: where job directories go, and the tar stream that carries a batch of them.
 //! - [`reconcile`]: recovering interrupted submissions.
 //! - [`observe`]: one status query per round for any number of jobs; waiting.
 //! - [`logs`]: reading and following a job's output.
@@ -27,6 +28,7 @@ pub mod runner;
 pub mod session;
 pub mod stage;
 pub mod submit;
+mod upload;
 pub mod work;
 
 pub use error::{LifecycleError, PlanError};
