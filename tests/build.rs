@@ -39,7 +39,7 @@ fn main() {
         ),
         (
             "examples/plugins",
-            &["rust-site-renderer", "rust-ledger"][..],
+            &["rust-site-renderer", "rust-ledger", "rust-site-policy"][..],
         ),
     ] {
         let dir = repo.join(workspace);
@@ -69,6 +69,12 @@ fn main() {
         (
             "python_notify",
             "examples/plugins/python-notify",
+            &["app.py", "build.sh", WIT_TYPES, WIT_WORLDS][..],
+            "componentize-py (pip install componentize-py==0.25.1)",
+        ),
+        (
+            "python_site_policy",
+            "examples/plugins/python-site-policy",
             &["app.py", "build.sh", WIT_TYPES, WIT_WORLDS][..],
             "componentize-py (pip install componentize-py==0.25.1)",
         ),

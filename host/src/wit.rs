@@ -39,6 +39,23 @@ macro_rules! bindings {
         /// The package version these bindings implement.
         pub const VERSION: (u64, u64, u64) = $version;
     };
+    // Since 0.2.0: site policies (0.1.x has no such world).
+    ($path:literal, $version:expr, policy) => {
+        bindings!($path, $version);
+
+        pub mod policy {
+            wasmtime::component::bindgen!({
+                path: $path,
+                world: "policy",
+                imports: { default: async | trappable },
+                exports: { default: async },
+                with: {
+                    "slurmkit:plugin/types": super::renderer::slurmkit::plugin::types,
+                    "slurmkit:plugin/host": super::renderer::slurmkit::plugin::host,
+                },
+            });
+        }
+    };
 }
 
 /// `slurmkit:plugin@0.1.0`, frozen in `wit/0.1.0/`: components built against it keep loading.
@@ -47,9 +64,9 @@ pub mod v0_1_0 {
 }
 
 /// `slurmkit:plugin@0.2.0` (`wit/`): inputs, outputs, args, items, `after` and a container in the
-/// job; where a compute-node event happened.
+/// job; where a compute-node event happened; the `policy` world.
 pub mod v0_2_0 {
-    bindings!("../wit", (0, 2, 0));
+    bindings!("../wit", (0, 2, 0), policy);
 }
 
 /// The newest version: what the host itself speaks.

@@ -318,6 +318,12 @@ impl Project {
             .env("SLURMKIT_CACHE_DIR", shared_cache_dir())
             .env("SLURMKIT_LOG", "warn,slurmkit::plugin=info")
             .env_remove("SSH_AUTH_SOCK")
+            // The site layer is the project's own (`site/Slurmfile.toml`, absent unless a test
+            // writes it), never the machine's /etc/slurmkit.
+            .env(
+                "SLURMKIT_SITE_CONFIG",
+                self.dir.path().join("site/Slurmfile.toml"),
+            )
             .env_remove("SLURMFILE")
             .env_remove("SLURM_ENV")
             .stdin(std::process::Stdio::null());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::args::{Cli, Command, JobOverrides};
 use super::diagnostics::{self, Failure};
-use super::plugins::{engine, load_renderer};
+use super::plugins::{engine, load_policies, load_renderer};
 use super::terminal::TerminalPrompter;
 use crate::error::{Diagnose, exit};
 use crate::lifecycle::{LifecycleError, Plan, Session, Target, logs, observe, stage, submit};
@@ -86,7 +86,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
 async fn render(plan: &Plan, job: Option<String>) -> Result<ExitCode, Failure> {
     let spec = plan.jobs(&job.into_iter().collect::<Vec<_>>())?.remove(0);
     let engine = engine(plan)?;
+    let policies = load_policies(&engine, plan).await?;
     let renderer = load_renderer(&engine, plan).await?;
+    // As it would be submitted: through the site policies first.
+    let spec = policies.apply(&spec).await?.spec;
     let script = renderer.render(&spec).await?;
     // As submitted: with slurmkit's prologue, each dependency's directory shown by its job's name.
     let dependencies: Vec<stage::DependencyDir> = spec
@@ -139,6 +142,7 @@ async fn submit(
     let specs = plan.graph(jobs, only)?;
     let target = plan.target().await?;
     let engine = engine(plan)?;
+    let policies = load_policies(&engine, plan).await?;
     let renderer = load_renderer(&engine, plan).await?;
     in_session(plan, target, &engine, async |session| {
         // A bar on a terminal while inputs go up (indicatif draws nothing when stderr is not one);
@@ -160,7 +164,7 @@ async fn submit(
                 shown.set_position(sent);
             }
         }));
-        let results = submit::submit(session, &renderer, &specs).await;
+        let results = submit::submit(session, &renderer, &policies, &specs).await;
         bar.finish_and_clear();
         let mut first_failure = None;
         let mut submitted = Vec::new();

@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use super::args::PluginCommand;
 use super::diagnostics::Failure;
-use crate::config::{CallbackSettings, RendererSettings, Slurmfile};
+use crate::config::{CallbackSettings, PolicySettings, RendererSettings, Slurmfile};
 use crate::error::exit;
 use crate::lifecycle::Plan;
 use crate::lifecycle::outbox::{EventDetail, HostEvent, NodeDetails};
 use crate::plugin::callbacks::CallbackPlugin;
+use crate::plugin::convert::job_to_wit;
+use crate::plugin::policy::PolicyPlugin;
 use crate::plugin::renderer::Renderer;
 use crate::plugin::{PluginEngine, PluginError, PluginSpec};
 use crate::types::names::{JobId, JobName, Partition};
@@ -80,6 +82,19 @@ fn configured_spec(path: &Path, file: Option<&Slurmfile>) -> Result<PluginSpec, 
             ..callback.clone()
         };
         return PluginSpec::callback(file, &settings);
+    }
+    if let Some(policy) = file
+        .settings
+        .policy
+        .iter()
+        .flatten()
+        .find(|p| same(&p.plugin))
+    {
+        let settings = PolicySettings {
+            sha256: None,
+            ..policy.clone()
+        };
+        return PluginSpec::policy(&file.dir, &settings);
     }
     unconfigured()
 }
@@ -159,11 +174,49 @@ async fn check(
                 }
             }
         }
+        "policy" => {
+            let (loading, started) = (load_kind(engine, &spec), Instant::now());
+            let policy = PolicyPlugin::load(engine, spec).await?;
+            outln!("ok    load: {loading} in {:?}", started.elapsed());
+            let job = job_to_wit(&job_spec);
+            let defaults = policy.setup_defaults(&job).await.map(drop);
+            let verdict = policy.pre_submit(&job).await.map(|verdict| {
+                use crate::wit::latest::types::Verdict;
+                match verdict {
+                    Verdict::Accept => "accept".to_string(),
+                    Verdict::Amend(_) => "amend".to_string(),
+                    Verdict::Refuse(message) => {
+                        format!("refuse: {}", crate::types::text::bounded(&message, 512))
+                    }
+                }
+            });
+            let posted = policy.post_submit(&job, "12345").await.and_then(|r| {
+                r.map_err(|message| PluginError::Failed {
+                    plugin: policy.spec.name.clone(),
+                    during: "post-submit".into(),
+                    cause: crate::types::text::bounded(&message, 512),
+                })
+            });
+            let verdict = verdict.map(|said| format!(" ({said})"));
+            for (step, result) in [
+                ("setup-defaults", defaults.map(|()| String::new())),
+                ("pre-submit", verdict),
+                ("post-submit", posted.map(|()| String::new())),
+            ] {
+                match result {
+                    Ok(said) => outln!("ok    {step}{said}"),
+                    Err(e) => {
+                        failures += 1;
+                        outln!("FAIL  {step}: {e}");
+                    }
+                }
+            }
+        }
         other => {
             return Err(PluginError::WrongWorld {
                 name: inspection.path,
-                expected: "renderer or callbacks",
-                found: format!("{other}: it exports neither `render` nor `on-event`"),
+                expected: "renderer, callbacks or policy",
+                found: format!("{other}: it exports none of `render`, `on-event` and `pre-submit`"),
             }
             .into());
         }

@@ -1,7 +1,8 @@
-//! The plugin engine and renderer a command uses.
+//! The plugin engine, renderer and site policies a command uses.
 
 use super::diagnostics::Failure;
 use crate::lifecycle::Plan;
+use crate::plugin::policy::{Policies, PolicyPlugin};
 use crate::plugin::renderer::Renderer;
 use crate::plugin::{PluginEngine, PluginSpec};
 
@@ -23,4 +24,30 @@ pub async fn load_renderer(engine: &PluginEngine, plan: &Plan) -> Result<Rendere
         }
         None => Ok(Renderer::builtin(engine).await?),
     }
+}
+
+/// The site layer's `[[policy]]` entries, then the Slurmfile's, loaded in that order.
+pub async fn load_policies(engine: &PluginEngine, plan: &Plan) -> Result<Policies, Failure> {
+    let site = plan.site.iter().flat_map(|site| {
+        site.settings
+            .policy
+            .iter()
+            .flatten()
+            .map(|p| (&site.dir, p))
+    });
+    let own = plan.file.iter().flat_map(|file| {
+        file.settings
+            .policy
+            .iter()
+            .flatten()
+            .map(|p| (&file.dir, p))
+    });
+    let mut policies = Policies::default();
+    for (dir, settings) in site.chain(own) {
+        let spec = PluginSpec::policy(dir, settings)?;
+        policies
+            .plugins
+            .push(PolicyPlugin::load(engine, spec).await?);
+    }
+    Ok(policies)
 }

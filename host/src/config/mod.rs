@@ -11,11 +11,13 @@
 pub mod locate;
 pub mod node;
 mod settings;
+pub mod site;
 
 pub use settings::{
     BackendKind, CallbackSettings, CallbackSide, ClusterSettings, Grants, JobSettings,
-    LimitSettings, PluginSettings, RendererSettings, Settings,
+    LimitSettings, PluginSettings, PolicySettings, RendererSettings, Settings, SiteSettings,
 };
+pub use site::SiteLayer;
 
 use std::path::{Path, PathBuf};
 

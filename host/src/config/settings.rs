@@ -29,6 +29,8 @@ pub(super) struct FileShape {
     renderer: Option<RendererSettings>,
     #[allow(dead_code)]
     callbacks: Option<Vec<CallbackSettings>>,
+    #[allow(dead_code)]
+    policy: Option<Vec<PolicySettings>>,
     environments: Option<BTreeMap<String, Settings>>,
 }
 
@@ -52,6 +54,8 @@ pub struct Settings {
     pub jobs: Option<BTreeMap<String, JobTable>>,
     pub renderer: Option<RendererSettings>,
     pub callbacks: Option<Vec<CallbackSettings>>,
+    /// Site policies, run in order (after the site layer's) on every job before it is rendered.
+    pub policy: Option<Vec<PolicySettings>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -220,6 +224,39 @@ impl CallbackSettings {
             limits: self.limits.as_ref(),
         }
     }
+}
+
+impl PolicySettings {
+    pub fn plugin(&self) -> PluginSettings<'_> {
+        PluginSettings {
+            plugin: &self.plugin,
+            sha256: self.sha256.as_deref(),
+            config: self.config.as_ref(),
+            grants: self.grants.as_ref(),
+            limits: self.limits.as_ref(),
+        }
+    }
+}
+
+/// `[[policy]]`: one site policy plugin (the `policy` world).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Path to the `.wasm` component, relative to the file that names it.
+    pub plugin: String,
+    /// A name for messages and the journal (default: the file's stem).
+    pub name: Option<String>,
+    pub sha256: Option<String>,
+    pub config: Option<toml::Table>,
+    pub grants: Option<Grants>,
+    pub limits: Option<LimitSettings>,
+}
+
+/// The site layer (`/etc/slurmkit/Slurmfile.toml`): what every user's jobs go through.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSettings {
+    pub policy: Option<Vec<PolicySettings>>,
 }
 
 /// `[[callbacks]]`: one lifecycle callback plugin.

@@ -24,9 +24,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod records;
 mod schema;
 mod shared;
 
+pub use records::{CallbackRoute, PolicyRecord, SubmissionState};
 pub use shared::SharedJournal;
 
 use schema::MIGRATIONS;
@@ -62,62 +64,6 @@ impl Diagnose for JournalError {
     }
 }
 
-/// Where a submission stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubmissionState {
-    /// Recorded, `sbatch` about to run or running; the job id is not known yet.
-    Submitting,
-    /// `sbatch` returned a job id.
-    Submitted,
-    /// `sbatch` refused the job (nothing was queued).
-    Rejected,
-    /// Its outcome could not be found out: no id in its directory and no such job in Slurm.
-    Unknown,
-}
-
-impl SubmissionState {
-    /// The name the journal stores.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubmissionState::Submitting => "submitting",
-            SubmissionState::Submitted => "submitted",
-            SubmissionState::Rejected => "rejected",
-            SubmissionState::Unknown => "unknown",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "submitted" => SubmissionState::Submitted,
-            "rejected" => SubmissionState::Rejected,
-            "unknown" => SubmissionState::Unknown,
-            _ => SubmissionState::Submitting,
-        }
-    }
-}
-
-/// A callback configured for a submission: which one (its Slurmfile and name, so two projects' callbacks
-/// that share a file name never receive each other's events), and the Slurmfile's `events` filter
-/// (`None`: all the plugin subscribes to).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CallbackRoute {
-    /// `<Slurmfile path>#<name>`: the `plugin` of its deliveries.
-    pub key: String,
-    pub name: String,
-    pub events: Option<Vec<String>>,
-    /// The component's sha256 when the submission was made (when it loaded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-}
-
-impl CallbackRoute {
-    pub fn admits(&self, event_kind: &str) -> bool {
-        self.events
-            .as_ref()
-            .is_none_or(|events| events.iter().any(|e| e == event_kind))
-    }
-}
-
 /// One submission as recorded.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -136,6 +82,8 @@ pub struct Submission {
     /// The callbacks its events are journaled for; `None` for a submission recorded before slurmkit
     /// kept them.
     pub callbacks: Option<Vec<CallbackRoute>>,
+    /// The site policies that passed it, in the order they ran (the spec is as they left it).
+    pub policies: Vec<PolicyRecord>,
 }
 
 /// A callback delivery waiting or done.
@@ -220,6 +168,15 @@ impl Journal {
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record the site policies that passed a submission (in the transaction that began it).
+    pub fn record_policies(&self, id: i64, policies: &[PolicyRecord]) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE submissions SET policies_json = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(policies)?],
+        )?;
+        Ok(())
     }
 
     /// Set when a submission was recorded, for records imported from elsewhere (and tests of what
@@ -459,7 +416,7 @@ pub struct DeliveryState {
     pub last_error: Option<String>,
 }
 
-const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json, callbacks_json FROM submissions";
+const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json, callbacks_json, policies_json FROM submissions";
 
 fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalError> {
     let spec_json: String = row.get(4)?;
@@ -467,6 +424,7 @@ fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalErr
     let job_id: Option<String> = row.get(8)?;
     let last_status: Option<String> = row.get(10)?;
     let callbacks: Option<String> = row.get(11)?;
+    let policies: Option<String> = row.get(12)?;
     Ok(Submission {
         id: row.get(0)?,
         cluster: row.get(1)?,
@@ -484,6 +442,9 @@ fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalErr
                 .inspect_err(|e| tracing::warn!("unreadable callbacks of a journaled submission ({e}); using the Slurmfile's"))
                 .ok()
         }),
+        policies: policies
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -575,6 +536,17 @@ mod tests {
             .unwrap();
         assert_eq!(found.job_dir, "/home/u/slurm_jobs/hello-x");
         assert_eq!(found.spec, spec());
+        assert!(found.policies.is_empty());
+        let policy = PolicyRecord {
+            name: "site".into(),
+            origin: "/etc/slurmkit/site.wasm".into(),
+            sha256: "ab".repeat(32),
+        };
+        journal
+            .record_policies(id, std::slice::from_ref(&policy))
+            .unwrap();
+        let found = journal.submission(id).unwrap().unwrap();
+        assert_eq!(found.policies, vec![policy]);
         assert!(journal.find_by_job_id("other", &job_id).unwrap().is_none());
     }
 

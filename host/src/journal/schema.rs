@@ -50,4 +50,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         home TEXT,
         updated_ms INTEGER NOT NULL
     );",
+    // 5: the site policies that passed each submission (name, file, sha256), as JSON; NULL for none
+    // and for submissions recorded before policies existed.
+    "ALTER TABLE submissions ADD COLUMN policies_json TEXT;",
 ];

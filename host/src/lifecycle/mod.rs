@@ -4,7 +4,9 @@
 //! - [`plan`] (with [`hops`]): flags, the Slurmfile and ssh_config resolved once, before any I/O.
 //! - [`remote`]: the resolved cluster and one connection to it.
 //! - [`session`]: connection, journal and outbox together; reconnection.
-//! - [`submit`]: any number of jobs in one exchange; recovering interrupted submissions.
+//! - [`submit`]: any number of jobs in one exchange, through the site policies.
+//! - [`upload`]: where job directories go, and the tar stream that carries a batch of them.
+//! - [`reconcile`]: recovering interrupted submissions.
 //! - [`observe`]: one status query per round for any number of jobs; waiting.
 //! - [`logs`]: reading and following a job's output.
 //! - [`allocation`]: a running job's nodes: a shell or command there, ports forwarded to it.
@@ -19,12 +21,14 @@ pub mod logs;
 pub mod observe;
 pub mod outbox;
 pub mod plan;
+pub mod reconcile;
 pub mod remote;
 pub mod results;
 pub mod runner;
 pub mod session;
 pub mod stage;
 pub mod submit;
+mod upload;
 pub mod work;
 
 pub use error::{LifecycleError, PlanError};
@@ -50,7 +54,7 @@ pub async fn open(
     prompter: Arc<dyn Prompter>,
 ) -> Result<Session, LifecycleError> {
     let session = Session::connect(target, file, journal_path, engine, prompter).await?;
-    if let Err(e) = submit::reconcile(&session).await {
+    if let Err(e) = reconcile::reconcile(&session).await {
         tracing::warn!("could not check interrupted submissions: {e}");
     }
     Ok(session)

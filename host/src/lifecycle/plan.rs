@@ -93,6 +93,8 @@ impl Dirs {
 pub struct Plan {
     /// The Slurmfile, if one was found (none is fine when flags say everything).
     pub file: Option<Slurmfile>,
+    /// The site layer, if the site has one: its policies run on every job, before the Slurmfile's.
+    pub site: Option<config::SiteLayer>,
     pub dirs: Dirs,
     /// The flags as a layer over the Slurmfile: `cluster` and `job` tables.
     top: toml::Table,
@@ -112,8 +114,10 @@ impl Plan {
             ),
             None => None,
         };
+        let site = config::SiteLayer::load(&config::SiteLayer::path())?;
         Ok(Plan {
             file,
+            site,
             dirs: Dirs::resolve(flags)?,
             top: top_layer(flags, job, cwd)?,
             cwd: cwd.to_path_buf(),

@@ -1,10 +1,10 @@
-//! Submitting jobs, and recovering submissions whose reply never came back.
+//! Submitting jobs.
 //!
-//! Any number of jobs go out in one exchange ([`crate::slurm::submit`]): rendered, then journaled
-//! together (`submitting`, with each job directory's absolute path), then staged and submitted by one
-//! remote command, then journaled again together with their ids. A job whose reply is lost stays
-//! `submitting`; the next session finds its id in its directory, or asks Slurm for it, or says it could
-//! not find out.
+//! Any number of jobs go out in one exchange ([`crate::slurm::submit`]): passed through the site
+//! policies, rendered, then journaled together (`submitting`, with each job directory's absolute path
+//! and the policies that passed it), then staged and submitted by one remote command, then journaled
+//! again together with their ids. A job whose reply is lost stays `submitting`; the next session finds
+//! its id in its directory, or asks Slurm for it, or says it could not find out ([`super::reconcile`]).
 
 use std::time::SystemTime;
 
@@ -13,15 +13,14 @@ use super::after::{dependencies, dependency_name, earlier_submissions};
 use super::outbox::{EventDetail, HostEvent, queue};
 use super::session::Session;
 use super::stage;
-use crate::exec::Exec;
-use crate::journal::{CallbackRoute, Journal, JournalError, Submission, now_ms};
+use super::upload;
+use crate::journal::{CallbackRoute, Journal, JournalError, PolicyRecord};
+use crate::plugin::policy::{Policed, Policies};
 use crate::plugin::renderer::Renderer;
 use crate::slurm::SlurmError;
-use crate::slurm::recover::{self, DirState, Wanted};
 use crate::slurm::submit::{self as exchange, Outcome, StagedJob};
 use crate::types::job_dir::job_dir_name;
 use crate::types::names::JobId;
-use crate::types::shell::ShellCommand;
 use crate::types::spec::JobSpec;
 use crate::wit::EventKind;
 
@@ -47,6 +46,8 @@ struct Prepared {
 struct Rendered {
     index: usize,
     spec: JobSpec,
+    /// The site policies that passed it.
+    policies: Vec<PolicyRecord>,
     dir_name: String,
     dir: String,
     /// The renderer's script with slurmkit's prologue.
@@ -81,11 +82,31 @@ fn failed(spec: &JobSpec, error: LifecycleError) -> JobResult {
     }
 }
 
-/// Render, journal and submit `specs` over the session's connection, in one exchange. One result per
-/// spec, in order: one refused job never loses the others.
-pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -> Vec<JobResult> {
+/// Pass `specs` through the site policies, then render, journal and submit them over the session's
+/// connection, in one exchange; then tell the policies the ids. One result per spec, in order: one
+/// refused job never loses the others.
+pub async fn submit(
+    session: &Session,
+    renderer: &Renderer,
+    policies: &Policies,
+    specs: &[JobSpec],
+) -> Vec<JobResult> {
     let mut results: Vec<Option<JobResult>> = specs.iter().map(|_| None).collect();
-    let base = match job_base_dir(session).await {
+    // The policies first: a job one refuses is not rendered or journaled, and nothing of it is sent.
+    let mut policed: Vec<Option<Policed>> = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        match policies.apply(spec).await {
+            Ok(passed) => policed.push(Some(passed)),
+            Err(error) => {
+                results[index] = Some(failed(spec, error.into()));
+                policed.push(None);
+            }
+        }
+    }
+    if policed.iter().all(Option::is_none) {
+        return finished(results);
+    }
+    let base = match upload::job_base_dir(session).await {
         Ok(base) => base,
         Err(error) => {
             let message = error.to_string();
@@ -95,7 +116,8 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
             };
             return specs
                 .iter()
-                .map(|spec| failed(spec, not_staged()))
+                .zip(results)
+                .map(|(spec, result)| result.unwrap_or_else(|| failed(spec, not_staged())))
                 .collect();
         }
     };
@@ -112,7 +134,8 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
     // Directory names first: a job's prologue names the directories of the jobs it runs after. Unique
     // in this batch too: two jobs of the same name in the same second may draw the same suffix.
     let mut dir_names: Vec<String> = Vec::with_capacity(specs.len());
-    for spec in specs {
+    for (spec, passed) in specs.iter().zip(&policed) {
+        let spec = passed.as_ref().map_or(spec, |p| &p.spec);
         let name = loop {
             let name = job_dir_name(&spec.name, SystemTime::now());
             if !dir_names.contains(&name) {
@@ -125,7 +148,10 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
     // Render every job before anything is recorded or created: a renderer that refuses a job leaves
     // no trace of it.
     let mut rendered: Vec<Rendered> = Vec::new();
-    for (index, spec) in specs.iter().enumerate() {
+    for (index, passed) in policed.into_iter().enumerate() {
+        let Some(Policed { spec, policies }) = passed else {
+            continue;
+        };
         let dir_name = dir_names[index].clone();
         let dir = format!("{base}/{dir_name}");
         let spec = spec.anchored_in(&dir);
@@ -149,6 +175,7 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
             Ok(script) => rendered.push(Rendered {
                 index,
                 spec,
+                policies,
                 dir_name,
                 dir,
                 script,
@@ -174,7 +201,7 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
         let jobs: Vec<StagedJob> = prepared.iter().map(|job| job.staged.clone()).collect();
         let count = jobs.len();
         let command = exchange::command(&nonce, &base, &jobs);
-        let reply = match send(session, &command, jobs).await {
+        let reply = match upload::send(session, &command, jobs).await {
             (Ok(output), Ok(())) => exchange::reply(&nonce, count, &output),
             // The stream broke off (an input unreadable or changed on the way): the script saw no
             // end mark and submitted nothing, which its reply says; the cause is ours to tell.
@@ -207,119 +234,33 @@ pub async fn submit(session: &Session, renderer: &Renderer, specs: &[JobSpec]) -
                 tracing::debug!("cannot remember the remote home directory: {e}");
             }
         }
+        let sent: Vec<(usize, JobSpec)> = prepared
+            .iter()
+            .map(|job| (job.index, job.spec.clone()))
+            .collect();
         for (index, result) in settle_all(session, prepared, reply).await {
+            // The policies see each id sbatch returned; nothing they do changes the job now.
+            let job_id = match &result {
+                Ok(job) => Some(&job.job_id),
+                Err(LifecycleError::NotRecorded { job_id, .. }) => Some(job_id),
+                Err(_) => None,
+            };
+            if let (Some(job_id), Some((_, spec))) =
+                (job_id, sent.iter().find(|(i, _)| *i == index))
+            {
+                policies.post_submit(spec, job_id.as_str()).await;
+            }
             results[index] = Some(result);
         }
     }
+    finished(results)
+}
+
+fn finished(results: Vec<Option<JobResult>>) -> Vec<JobResult> {
     results
         .into_iter()
         .map(|r| r.expect("every job has a result"))
         .collect()
-}
-
-/// Run the exchange with the job directories streamed to it as a tar archive, written on a blocking
-/// thread (inputs are read from disk as they go) into a pipe the connection reads from. Returns the
-/// command's output and whether the whole stream was written.
-async fn send(
-    session: &Session,
-    command: &ShellCommand,
-    jobs: Vec<StagedJob>,
-) -> (
-    Result<crate::exec::CommandOutput, crate::exec::CommandError>,
-    Result<(), std::io::Error>,
-) {
-    let (reader, writer) = match std::io::pipe() {
-        Ok(pipe) => pipe,
-        Err(e) => {
-            return (
-                Err(crate::exec::CommandError::NotRun {
-                    command: command.to_string(),
-                    reason: format!("cannot make a pipe: {e}"),
-                }),
-                Err(e),
-            );
-        }
-    };
-    let progress = session.progress.clone();
-    let writing = tokio::task::spawn_blocking(move || {
-        let total = exchange::archive_size(&jobs);
-        let mut sent = 0u64;
-        let mut report = |n: u64| {
-            sent += n;
-            if let Some(progress) = &progress {
-                progress(sent, total);
-            }
-        };
-        exchange::write_archive(
-            &jobs,
-            std::io::BufWriter::with_capacity(1 << 20, writer),
-            &mut report,
-        )
-    });
-    // Read without a blocking thread per read: the pipe is polled like a socket.
-    let input = match tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) {
-        Ok(input) => input,
-        Err(e) => {
-            let reason = format!("cannot read the pipe: {e}");
-            return (
-                Err(crate::exec::CommandError::NotRun {
-                    command: command.to_string(),
-                    reason,
-                }),
-                Err(e),
-            );
-        }
-    };
-    let output = session.conn.run_stream(command, input).await;
-    let written = match writing.await {
-        Ok(result) => result,
-        Err(e) => Err(std::io::Error::other(e.to_string())),
-    };
-    (output, written)
-}
-
-/// Where job directories go, absolute: `job_base_dir` with `~/` (or a relative path) under the remote
-/// home directory, which the journal remembers per cluster (asked for once, and refreshed by every
-/// submission's reply).
-async fn job_base_dir(session: &Session) -> Result<String, LifecycleError> {
-    let configured = session.target.job_base_dir.clone();
-    if configured.starts_with('/') {
-        return Ok(configured.trim_end_matches('/').to_string());
-    }
-    let key = session.target.key.clone();
-    let cached = session.journal.run(move |j| j.remote_home(&key)).await?;
-    let home = match cached {
-        Some(home) => home,
-        None => {
-            let command = ShellCommand::sh("print the home directory", r#"printf '%s' "$HOME""#);
-            let output = session
-                .conn
-                .exec(&command)
-                .await
-                .map_err(crate::slurm::SlurmError::from)?
-                .check(&command)
-                .map_err(crate::slurm::SlurmError::from)?;
-            let home = output.stdout_text();
-            let key = session.target.key.clone();
-            let remembered = home.clone();
-            session
-                .journal
-                .run(move |j| j.set_remote_home(&key, &remembered))
-                .await?;
-            home
-        }
-    };
-    let rest = configured
-        .strip_prefix('~')
-        .unwrap_or(&configured)
-        .trim_start_matches('/')
-        .trim_end_matches('/');
-    let home = home.trim_end_matches('/');
-    Ok(if rest.is_empty() {
-        home.to_string()
-    } else {
-        format!("{home}/{rest}")
-    })
 }
 
 /// Journal rendered jobs as `submitting`, with `packaging-begin` queued, in one transaction. If it
@@ -346,9 +287,9 @@ async fn journal_all(
             )
         })
         .collect();
-    let records: Vec<(JobSpec, String)> = rendered
+    let records: Vec<(JobSpec, String, Vec<PolicyRecord>)> = rendered
         .iter()
-        .map(|job| (job.spec.clone(), job.dir.clone()))
+        .map(|job| (job.spec.clone(), job.dir.clone(), job.policies.clone()))
         .collect();
     let journaled = session
         .journal
@@ -357,8 +298,11 @@ async fn journal_all(
                 records
                     .iter()
                     .zip(&events)
-                    .map(|((spec, dir), event)| {
+                    .map(|((spec, dir, policies), event)| {
                         let id = j.begin_submission(&cluster, dir, spec, &provenance, &routes)?;
+                        if !policies.is_empty() {
+                            j.record_policies(id, policies)?;
+                        }
                         queue(j, id, &routes, event);
                         Ok(id)
                     })
@@ -513,172 +457,4 @@ fn write_outcomes(
             }
         })
         .collect()
-}
-
-/// Queue `submitted`, then record the id, for a submission recovered by [`reconcile`].
-async fn record_submitted(
-    session: &Session,
-    submitted: &Submitted,
-    spec: &JobSpec,
-) -> Result<(), LifecycleError> {
-    let id = submitted.job_id.to_string();
-    let event = session.outbox.event(
-        EventKind::Submitted,
-        spec,
-        &submitted.job_dir,
-        Some(&id),
-        EventDetail::Submitted(id.clone()),
-        "",
-    );
-    session.outbox.emit(submitted.submission_id, event).await;
-    let (submission_id, job_id) = (submitted.submission_id, submitted.job_id.clone());
-    session
-        .journal
-        .run(move |j| j.mark_submitted(submission_id, &job_id))
-        .await
-        .map_err(|source| LifecycleError::NotRecorded {
-            job_id: submitted.job_id.clone(),
-            source,
-        })
-}
-
-/// A `submitting` record younger than this may belong to a submission still under way elsewhere.
-const GRACE_MS: i64 = 10 * 60 * 1000;
-
-/// Resolve submissions whose job id never came back, from their job directories (one exec for all):
-/// the id sbatch wrote, or sbatch's refusal; a directory whose sbatch never started is given up (its
-/// claim taken, so it never will). Those left open (sbatch cut off before it wrote anything, or the
-/// directory gone) are looked for in Slurm (one more exec) and marked unknown if Slurm cannot say.
-/// Problems with one record are logged and do not stop the others (or the command that asked).
-pub async fn reconcile(session: &Session) -> Result<Vec<Submitted>, LifecycleError> {
-    let key = session.target.key.clone();
-    let pending = session.journal.run(move |j| j.unresolved(&key)).await?;
-    if pending.is_empty() {
-        return Ok(Vec::new());
-    }
-    let now = now_ms();
-    let old = |s: &Submission| now - s.created_ms > GRACE_MS;
-    let nonce = format!("slurmkit-{:016x}", rand::random::<u64>());
-    let dirs: Vec<(String, bool)> = pending
-        .iter()
-        .map(|s| (s.job_dir.clone(), old(s)))
-        .collect();
-    let states = recover::probe_dirs(&session.conn, &nonce, &dirs).await?;
-    let mut resolved = Vec::new();
-    let mut ask_slurm: Vec<(&Submission, &'static str)> = Vec::new();
-    for (submission, state) in pending.iter().zip(states) {
-        let id = submission.id;
-        let settled = match state {
-            DirState::Submitted(job_id) => match recovered(session, submission, job_id).await {
-                Ok(submitted) => {
-                    resolved.push(submitted);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            DirState::Refused { status, message }
-                if crate::slurm::surely_refused(&status, &message) =>
-            {
-                let why = LifecycleError::Refused { status, message }.to_string();
-                session
-                    .journal
-                    .run(move |j| j.mark_rejected(id, &why))
-                    .await
-                    .map_err(LifecycleError::from)
-            }
-            DirState::Abandoned => session
-                .journal
-                .run(move |j| j.mark_rejected(id, "staging was interrupted: sbatch never ran"))
-                .await
-                .map_err(LifecycleError::from),
-            DirState::Refused { .. } | DirState::Pending if old(submission) => {
-                ask_slurm.push((submission, "sbatch was cut off before it said how it went"));
-                Ok(())
-            }
-            DirState::Missing if old(submission) => {
-                ask_slurm.push((submission, "its job directory is gone"));
-                Ok(())
-            }
-            _ => Ok(()),
-        };
-        if let Err(e) = settled {
-            tracing::warn!(
-                "could not resolve the interrupted submission in {}: {e}",
-                submission.job_dir
-            );
-        }
-    }
-    if ask_slurm.is_empty() {
-        return Ok(resolved);
-    }
-    let wanted: Vec<Wanted> = ask_slurm
-        .iter()
-        .map(|(s, _)| Wanted {
-            name: &s.job_name,
-            dir: &s.job_dir,
-        })
-        .collect();
-    let (found, accounted) = match recover::find_in_slurm(&session.conn, &wanted).await {
-        Ok(found) => found,
-        Err(e) => {
-            // Nothing is decided without an answer from Slurm: the next session asks again.
-            tracing::warn!("could not ask Slurm about interrupted submissions: {e}");
-            return Ok(resolved);
-        }
-    };
-    for ((submission, reason), found) in ask_slurm.into_iter().zip(found) {
-        let settled = match found {
-            Some(job_id) => recovered(session, submission, job_id)
-                .await
-                .map(|submitted| resolved.push(submitted)),
-            None => {
-                let id = submission.id;
-                let why = format!(
-                    "{reason}, and Slurm ({}) knows no job {} from {}: most likely it was never queued",
-                    if accounted {
-                        "squeue and accounting"
-                    } else {
-                        "squeue; this cluster keeps no accounting it could ask"
-                    },
-                    submission.job_name,
-                    submission.job_dir
-                );
-                tracing::warn!(
-                    "submission of {} left unresolved: {why}",
-                    submission.job_dir
-                );
-                session
-                    .journal
-                    .run(move |j| j.mark_unknown(id, &why))
-                    .await
-                    .map_err(LifecycleError::from)
-            }
-        };
-        if let Err(e) = settled {
-            tracing::warn!(
-                "could not resolve the interrupted submission in {}: {e}",
-                submission.job_dir
-            );
-        }
-    }
-    Ok(resolved)
-}
-
-async fn recovered(
-    session: &Session,
-    submission: &Submission,
-    job_id: JobId,
-) -> Result<Submitted, LifecycleError> {
-    let submitted = Submitted {
-        submission_id: submission.id,
-        job_id,
-        job_dir: submission.job_dir.clone(),
-    };
-    record_submitted(session, &submitted, &submission.spec).await?;
-    tracing::warn!(
-        "recovered job {} ({}) whose submission was interrupted; it is journaled now",
-        submitted.job_id,
-        submitted.job_dir
-    );
-    Ok(submitted)
 }

@@ -14,7 +14,7 @@ pub struct Inspection {
     pub path: String,
     pub size: u64,
     pub sha256: String,
-    /// `renderer`, `callbacks` or `unknown`.
+    /// `renderer`, `callbacks`, `policy` or `unknown`.
     pub world: String,
     pub wit_version: Option<String>,
     pub imports: Vec<String>,
@@ -70,6 +70,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, PluginError> {
         "renderer"
     } else if has("on-event") {
         "callbacks"
+    } else if has("pre-submit") {
+        "policy"
     } else {
         "unknown"
     };

@@ -15,6 +15,7 @@ pub mod compile;
 pub mod convert;
 mod engine;
 pub mod inspect;
+pub mod policy;
 pub mod renderer;
 pub mod spec;
 mod symlinks;
@@ -113,6 +114,19 @@ pub enum PluginError {
     Refused { plugin: String, message: String },
     #[error("plugin {plugin} returned an unusable result: {message}")]
     Invalid { plugin: String, message: String },
+    #[error("site policy {policy} refused the job: {message}")]
+    PolicyRefused { policy: String, message: String },
+    #[error("site policy {policy} returned an unusable job from {during}: field {field}", field = source.field())]
+    PolicyAmend {
+        policy: String,
+        during: &'static str,
+        source: convert::AmendError,
+    },
+    #[error(
+        "policy {plugin} was built against {WIT_PACKAGE}@{version}, which has no policy world: a policy must be built against {WIT_PACKAGE}@0.2.x (this slurmkit's is {})",
+        wit_version()
+    )]
+    PolicyTooOld { plugin: String, version: String },
     #[error(
         "renderer {plugin} was built against {WIT_PACKAGE}@{version}, which has no {lacks}; rebuild it against {}",
         wit_version()
@@ -152,6 +166,12 @@ impl Diagnose for PluginError {
             ),
             PluginError::ImportMismatch { .. } => Some(
                 "rebuild the plugin against the WIT in this slurmkit's wit/ directory, unchanged".into(),
+            ),
+            PluginError::PolicyRefused { .. } => Some(
+                "the site's policy decides what may be submitted here: change the job as its message says, or ask the site's administrators".into(),
+            ),
+            PluginError::PolicyTooOld { .. } => Some(
+                "rebuild the policy against the WIT in this slurmkit's wit/ directory, world `policy`".into(),
             ),
             PluginError::Failed { .. } => Some(
                 "`slurmkit plugin check <file.wasm>` runs the plugin on sample input under the same limits".into(),

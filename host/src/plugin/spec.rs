@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Capabilities, Limits, PluginError, file_stem, sha256_hex};
-use crate::config::{CallbackSettings, PluginSettings, RendererSettings, Slurmfile};
+use crate::config::{
+    CallbackSettings, PluginSettings, PolicySettings, RendererSettings, Slurmfile,
+};
 
 /// A plugin ready to load: its bytes, identity, configuration, capabilities and limits.
 #[derive(Debug, Clone)]
@@ -63,14 +65,32 @@ impl PluginSpec {
         name: &str,
         settings: PluginSettings<'_>,
     ) -> Result<PluginSpec, PluginError> {
-        let path = file.resolve_path(settings.plugin);
+        Self::configured_in(&file.dir, name, settings)
+    }
+
+    /// A plugin configured in a file in `dir` (a Slurmfile, or the site layer), under `name`: its
+    /// path and grants are relative to `dir`.
+    pub fn configured_in(
+        dir: &Path,
+        name: &str,
+        settings: PluginSettings<'_>,
+    ) -> Result<PluginSpec, PluginError> {
+        let path = crate::config::resolve_local_path(settings.plugin, dir);
         let mut spec = PluginSpec::from_file(name, &path, settings.sha256)?;
         spec.config = config_pairs(name, settings.config)?;
         if let Some(grants) = settings.grants {
-            spec.capabilities = Capabilities::from_grants(name, grants, &file.dir)?;
+            spec.capabilities = Capabilities::from_grants(name, grants, dir)?;
         }
         spec.limits = Limits::from_settings(settings.limits);
         Ok(spec)
+    }
+
+    /// A `[[policy]]` entry of the file in `dir`, named by its `name` or its file's stem.
+    pub fn policy(dir: &Path, settings: &PolicySettings) -> Result<Self, PluginError> {
+        let name = settings.name.clone().unwrap_or_else(|| {
+            file_stem(&crate::config::resolve_local_path(&settings.plugin, dir))
+        });
+        Self::configured_in(dir, &name, settings.plugin())
     }
 
     /// The renderer a Slurmfile configures, named after its file.
