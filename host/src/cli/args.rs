@@ -227,6 +227,13 @@ pub enum Command {
     /// Inspect and check WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Serve the Model Context Protocol on stdin/stdout, so an AI agent can submit (Slurmfile jobs
+    /// only) and inspect jobs; every tool call is journaled.
+    Mcp {
+        /// Offer only the tools that change nothing (no submit, cancel or fetch).
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Print a shell completion script: `slurmkit completions bash > /etc/bash_completion.d/slurmkit`.
     Completions {
         /// The shell to complete in.

@@ -14,6 +14,7 @@ pub mod args;
 mod commands;
 pub mod diagnostics;
 mod doctor;
+mod mcp;
 mod plugin_cmd;
 mod plugins;
 mod terminal;

@@ -42,9 +42,14 @@ pub async fn load_policies(engine: &PluginEngine, plan: &Plan) -> Result<Policie
             .flatten()
             .map(|p| (&file.dir, p))
     });
+    // Read (and pinned-checked) first, then loaded: no borrowing iterator lives across an await, so
+    // the future can move between threads (the MCP server runs it on any).
+    let specs = site
+        .chain(own)
+        .map(|(dir, settings)| PluginSpec::policy(dir, settings))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut policies = Policies::default();
-    for (dir, settings) in site.chain(own) {
-        let spec = PluginSpec::policy(dir, settings)?;
+    for spec in specs {
         policies
             .plugins
             .push(PolicyPlugin::load(engine, spec).await?);

@@ -368,6 +368,38 @@ impl Journal {
         Ok(())
     }
 
+    /// Record an MCP tool call as it starts; [`Journal::end_tool_call`] records how it went.
+    pub fn begin_tool_call(&self, tool: &str, arguments: &str) -> Result<i64, JournalError> {
+        self.conn.execute(
+            "INSERT INTO tool_calls (tool, arguments_json, started_ms) VALUES (?1, ?2, ?3)",
+            params![tool, arguments, now_ms()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// `outcome`: `ok` or `error`, with the error's text.
+    pub fn end_tool_call(
+        &self,
+        id: i64,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE tool_calls SET outcome = ?2, error = ?3, ended_ms = ?4 WHERE id = ?1",
+            params![id, outcome, error, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Every tool call, oldest first: `(tool, arguments, outcome)`.
+    pub fn tool_calls(&self) -> Result<Vec<(String, String, Option<String>)>, JournalError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT tool, arguments_json, outcome FROM tool_calls ORDER BY id")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Every delivery of a submission's events, oldest first: `(event kind, where it stands)`.
     pub fn deliveries_for(
         &self,

@@ -53,4 +53,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 5: the site policies that passed each submission (name, file, sha256), as JSON; NULL for none
     // and for submissions recorded before policies existed.
     "ALTER TABLE submissions ADD COLUMN policies_json TEXT;",
+    // 6: every tool call an MCP client made (`slurmkit mcp`), with its arguments and outcome.
+    "CREATE TABLE tool_calls (
+        id INTEGER PRIMARY KEY,
+        tool TEXT NOT NULL,
+        arguments_json TEXT NOT NULL,
+        outcome TEXT,
+        error TEXT,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER
+    );",
 ];
