@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use slurmkit_e2e::pty::Pty;
 use slurmkit_e2e::{Project, assert_golden, cluster, eventually};
 
 fn project() -> Project {
@@ -183,4 +184,36 @@ fn jobs_watch_redraws_with_one_query_per_round_until_stopped() {
     // Not a terminal: no escape codes, one block after another.
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(text.contains("JOB ID  USER"), "{text}");
+}
+
+#[test]
+fn dash_refuses_without_a_terminal_and_restores_the_terminal_it_drew_on() {
+    let project = project();
+    project
+        .run(&["dash"])
+        .expect_code(3)
+        .stderr_contains("the dashboard needs a terminal");
+    let mut dumb = project.command(&["dash"]);
+    dumb.env("TERM", "dumb");
+    let (status, output) = Pty::spawn(dumb).finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(3), "{output}");
+    assert!(
+        output.contains("cannot draw on this terminal (TERM=dumb)"),
+        "{output}"
+    );
+
+    let mut command = project.command(&["dash", "--interval", "1"]);
+    command.env("TERM", "xterm");
+    let mut dash = Pty::spawn(command);
+    dash.resize(100, 30);
+    // Words are placed one by one: look for ones drawn whole.
+    dash.expect("Queue (", Duration::from_secs(30));
+    dash.expect("NODELIST(REASON)", Duration::from_secs(30));
+    dash.send(b"q");
+    let (status, output) = dash.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(
+        dash.echoes_lines(),
+        "the terminal is back in line mode with echo"
+    );
 }

@@ -104,6 +104,20 @@ impl Pty {
         }
     }
 
+    /// Set the terminal's size, as a terminal emulator does when its window changes (the command
+    /// gets SIGWINCH).
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass, on a descriptor we own.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
     /// Type bytes at the keyboard.
     pub fn send(&mut self, bytes: &[u8]) {
         self.master.write_all(bytes).unwrap();

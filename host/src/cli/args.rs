@@ -227,6 +227,13 @@ pub enum Command {
     /// Inspect and check WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// A terminal dashboard: the queue, your jobs with live state, a job's log tail, cancel (with a
+    /// confirmation). Keys: q quit, tab switch, arrows select, l log, c cancel, r refresh.
+    Dash {
+        /// Seconds between refreshes.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+    },
     /// Serve the Model Context Protocol on stdin/stdout, so an AI agent can submit (Slurmfile jobs
     /// only) and inspect jobs; every tool call is journaled.
     Mcp {

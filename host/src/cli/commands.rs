@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             node,
             bind,
         } => super::allocation::tunnel(&plan, &job_id, ports, node.as_deref(), bind).await,
+        Command::Dash { interval } => super::dash::dash(&plan, interval).await,
         Command::Mcp { read_only } => super::mcp::serve(&plan, read_only).await,
         Command::Jobs(command) => super::views::jobs(&plan, command).await,
         Command::Cluster(command) => super::views::cluster(&plan, command).await,

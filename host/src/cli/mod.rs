@@ -12,6 +12,7 @@ macro_rules! outln {
 mod allocation;
 pub mod args;
 mod commands;
+mod dash;
 pub mod diagnostics;
 mod doctor;
 mod mcp;

@@ -124,7 +124,7 @@ async fn watch(
 }
 
 /// The time of day in UTC, `HH:MM:SS UTC`.
-fn utc_clock() -> String {
+pub(super) fn utc_clock() -> String {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
