@@ -2,8 +2,6 @@
 //! against golden files (`SLURMKIT_BLESS=1` rewrites them), bad containers refused at their line, and
 //! renderers that cannot run a container refusing the job rather than running it outside one.
 
-use std::path::Path;
-
 use slurmkit_e2e::{Project, Run, artifacts, assert_golden};
 
 /// Two jobs sharing `[job]`'s modules and environment, one per runtime, with values that need quoting.
@@ -80,14 +78,6 @@ fn a_bad_container_is_refused_at_its_line() {
     }
 }
 
-/// Copy a built plugin into the project, returning its path relative to the Slurmfile.
-fn install(project: &Project, built: &str) -> String {
-    let name = Path::new(built).file_name().unwrap().to_string_lossy();
-    std::fs::create_dir_all(project.path().join("plugins")).unwrap();
-    std::fs::copy(built, project.path().join("plugins").join(&*name)).unwrap();
-    format!("plugins/{name}")
-}
-
 /// A site renderer that cannot run containers refuses the job as `unsupported`, naming the field; one
 /// built against 0.1, which has no containers, is refused the job by the host.
 #[test]
@@ -103,7 +93,7 @@ fn renderers_that_cannot_run_a_container_refuse_the_job() {
         ),
     ] {
         let project = Project::new();
-        let renderer = install(&project, built);
+        let renderer = project.install_plugin(built);
         project.slurmfile(&format!(
             "{SLURMFILE}\n[renderer]\nplugin = \"{renderer}\"\nconfig = {{ site = \"testsite\" }}\n"
         ));
@@ -117,7 +107,7 @@ fn renderers_that_cannot_run_a_container_refuse_the_job() {
 fn the_javascript_site_renderer_refuses_a_container() {
     let built = artifacts::JS_SITE_RENDERER.unwrap_or_else(|reason| panic!("{reason}"));
     let project = Project::new();
-    let renderer = install(&project, built);
+    let renderer = project.install_plugin(built);
     project.slurmfile(&format!(
         "{SLURMFILE}\n[renderer]\nplugin = \"{renderer}\"\nconfig = {{ site = \"jsland\" }}\n"
     ));

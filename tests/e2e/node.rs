@@ -137,24 +137,12 @@ fn tunnel_reaches_a_server_the_job_started_through_the_jump_host() {
     );
 }
 
-/// Copy a built plugin into the project, returning its path relative to the Slurmfile.
-fn install(project: &Project, built: &str) -> String {
-    let name = std::path::Path::new(built)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    std::fs::create_dir_all(project.path().join("plugins")).unwrap();
-    std::fs::copy(built, project.path().join("plugins").join(&name)).unwrap();
-    format!("plugins/{name}")
-}
-
 /// A project whose job runs `script`, with the Rust ledger as a node callback (writing
 /// `ledger/node.tsv` in the job directory) and as a client callback for run events (writing
 /// `ledger/events.tsv` here), its jobs under `base` on the cluster.
 fn run_events_project(script: &str, base: &str) -> Project {
     let project = Project::new();
-    let ledger = install(&project, slurmkit_e2e::artifacts::RUST_LEDGER);
+    let ledger = project.install_plugin(slurmkit_e2e::artifacts::RUST_LEDGER);
     project.slurmfile(&format!(
         "{}job_base_dir = \"{base}\"\n\n[job]\nname = \"{}\"\ntime = \"2m\"\nscript = '''\n{script}\n'''\n\n\
          [[callbacks]]\nname = \"node-ledger\"\nplugin = \"{ledger}\"\non = \"node\"\nconfig = {{ file = \"ledger/node.tsv\" }}\n[callbacks.grants]\nwrite = [\"ledger\"]\n\n\

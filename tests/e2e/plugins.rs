@@ -7,18 +7,6 @@ use std::time::Duration;
 use slurmkit::journal::{DeliveryState, Journal};
 use slurmkit_e2e::{Project, Run, artifacts, cluster, eventually};
 
-/// Copy a built plugin into the project, returning its path relative to the Slurmfile.
-fn install(project: &Project, built: &str) -> String {
-    let name = Path::new(built)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    std::fs::create_dir_all(project.path().join("plugins")).unwrap();
-    std::fs::copy(built, project.path().join("plugins").join(&name)).unwrap();
-    format!("plugins/{name}")
-}
-
 fn built(artifact: Result<&'static str, &'static str>) -> &'static str {
     artifact.unwrap_or_else(|reason| panic!("{reason}"))
 }
@@ -92,8 +80,8 @@ fn inspect_reports_world_version_imports_and_hash() {
 #[test]
 fn every_example_plugin_passes_plugin_check() {
     let project = Project::new();
-    let python = install(&project, built(artifacts::PYTHON_NOTIFY));
-    let ledger = install(&project, artifacts::RUST_LEDGER);
+    let python = project.install_plugin(built(artifacts::PYTHON_NOTIFY));
+    let ledger = project.install_plugin(artifacts::RUST_LEDGER);
     project.slurmfile(&format!(
         "[[callbacks]]\nplugin = \"{python}\"\nconfig = {{ channel = \"#check\" }}\n[callbacks.grants]\nwrite = [\"outbox\"]\n\n[[callbacks]]\nplugin = \"{ledger}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n"
     ));
@@ -122,11 +110,11 @@ fn every_example_plugin_passes_plugin_check() {
 #[test]
 fn site_renderer_and_callbacks_in_three_languages_follow_a_job() {
     let project = project_with(|project| {
-        let renderer = install(project, artifacts::RUST_SITE_RENDERER);
+        let renderer = project.install_plugin(artifacts::RUST_SITE_RENDERER);
         let hash = sha256(&project.path().join(&renderer));
-        let ledger = install(project, artifacts::RUST_LEDGER);
-        let python = install(project, built(artifacts::PYTHON_NOTIFY));
-        let c_logger = install(project, built(artifacts::C_LOGGER));
+        let ledger = project.install_plugin(artifacts::RUST_LEDGER);
+        let python = project.install_plugin(built(artifacts::PYTHON_NOTIFY));
+        let c_logger = project.install_plugin(built(artifacts::C_LOGGER));
         format!(
             "[renderer]\nplugin = \"{renderer}\"\nsha256 = \"{hash}\"\nconfig = {{ site = \"testsite\" }}\n\n\
              [[callbacks]]\nplugin = \"{ledger}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n\n\
@@ -201,8 +189,8 @@ fn site_renderer_and_callbacks_in_three_languages_follow_a_job() {
 #[test]
 fn plugins_built_against_0_1_keep_loading_and_working() {
     let project = project_with(|project| {
-        let renderer = install(project, artifacts::V0_1_SITE_RENDERER);
-        let ledger = install(project, artifacts::V0_1_LEDGER);
+        let renderer = project.install_plugin(artifacts::V0_1_SITE_RENDERER);
+        let ledger = project.install_plugin(artifacts::V0_1_LEDGER);
         format!(
             "[renderer]\nplugin = \"{renderer}\"\nconfig = {{ site = \"testsite\" }}\n\n\
              [[callbacks]]\nplugin = \"{ledger}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n"
@@ -227,7 +215,7 @@ fn plugins_built_against_0_1_keep_loading_and_working() {
         .stdout_contains("#SBATCH --comment=\"site:testsite\"");
     // The same job through the 0.2 build of the same example renders the same script.
     let slurmfile = std::fs::read_to_string(project.path().join("Slurmfile.toml")).unwrap();
-    let current = install(&project, artifacts::RUST_SITE_RENDERER);
+    let current = project.install_plugin(artifacts::RUST_SITE_RENDERER);
     project.slurmfile(&slurmfile.replace("plugins/v0_1_site_renderer.wasm", &current));
     let new = project.run(&["render"]);
     assert_eq!(new.ok().stdout, old.stdout);
@@ -248,7 +236,7 @@ fn plugins_built_against_0_1_keep_loading_and_working() {
 #[test]
 fn javascript_site_renderer_submits_a_job() {
     let project = project_with(|project| {
-        let renderer = install(project, built(artifacts::JS_SITE_RENDERER));
+        let renderer = project.install_plugin(built(artifacts::JS_SITE_RENDERER));
         format!(
             "[renderer]\nplugin = \"{renderer}\"\nconfig = {{ site = \"jsland\", constraint = \"cpu\" }}\n"
         )
@@ -284,7 +272,7 @@ fn javascript_site_renderer_submits_a_job() {
 /// A hostile callback subscribed to `submitted` only, with the given attack, grants and limits.
 fn hostile(attack: &str, extra: &str) -> Project {
     project_with(|project| {
-        let plugin = install(project, artifacts::HOSTILE_CALLBACK);
+        let plugin = project.install_plugin(artifacts::HOSTILE_CALLBACK);
         format!(
             "[[callbacks]]\nplugin = \"{plugin}\"\nname = \"hostile\"\nconfig = {{ attack = \"{attack}\", on = \"submitted\" }}\n{extra}\n"
         )
@@ -363,7 +351,7 @@ fn a_plugin_cannot_write_outside_its_grant() {
 fn a_plugin_cannot_open_a_socket() {
     let target = format!("127.0.0.1:{}", cluster().port);
     let project = project_with(|project| {
-        let plugin = install(project, artifacts::HOSTILE_CALLBACK);
+        let plugin = project.install_plugin(artifacts::HOSTILE_CALLBACK);
         format!(
             "[[callbacks]]\nplugin = \"{plugin}\"\nconfig = {{ attack = \"socket\", on = \"submitted\", target = \"{target}\" }}\n"
         )
@@ -448,7 +436,7 @@ fn plugins_for_another_wit_major_or_with_missing_imports_are_refused_by_name() {
     let project = project_with(|project| {
         format!(
             "[renderer]\nplugin = \"{}\"\n",
-            install(project, artifacts::WRONG_VERSION)
+            project.install_plugin(artifacts::WRONG_VERSION)
         )
     });
     project
@@ -459,7 +447,7 @@ fn plugins_for_another_wit_major_or_with_missing_imports_are_refused_by_name() {
     let project = project_with(|project| {
         format!(
             "[renderer]\nplugin = \"{}\"\n",
-            install(project, artifacts::EXTRA_IMPORT)
+            project.install_plugin(artifacts::EXTRA_IMPORT)
         )
     });
     project.run(&["submit"]).expect_code(7).stderr_contains(
@@ -483,7 +471,7 @@ fn compiling_a_plugin_is_bounded_in_time_and_memory() {
         let project = Project::new();
         project.slurmfile(&format!(
             "[renderer]\nplugin = \"{}\"\nlimits = {{ {limit} }}\n\n[job]\ncommand = [\"true\"]\n",
-            install(&project, js)
+            project.install_plugin(js)
         ));
         let started = std::time::Instant::now();
         let output = project
@@ -504,7 +492,7 @@ fn an_import_with_another_signature_is_named_as_such() {
     let project = project_with(|project| {
         format!(
             "[renderer]\nplugin = \"{}\"\n",
-            install(project, artifacts::MISMATCHED_IMPORT)
+            project.install_plugin(artifacts::MISMATCHED_IMPORT)
         )
     });
     project.run(&["render"]).expect_code(7).stderr_contains(
@@ -518,7 +506,7 @@ fn an_import_with_another_signature_is_named_as_such() {
 fn what_a_plugin_says_is_bounded_and_cannot_drive_the_terminal() {
     let render = |attack: &str| {
         let project = project_with(|project| {
-            let plugin = install(project, artifacts::HOSTILE_RENDERER);
+            let plugin = project.install_plugin(artifacts::HOSTILE_RENDERER);
             format!("[renderer]\nplugin = \"{plugin}\"\nconfig = {{ attack = \"{attack}\" }}\n")
         });
         project.run(&["render"])
@@ -558,7 +546,7 @@ fn what_a_plugin_says_is_bounded_and_cannot_drive_the_terminal() {
 #[test]
 fn a_wrong_sha256_refuses_the_plugin_but_not_the_job() {
     let project = project_with(|project| {
-        let plugin = install(project, artifacts::RUST_LEDGER);
+        let plugin = project.install_plugin(artifacts::RUST_LEDGER);
         format!(
             "[[callbacks]]\nplugin = \"{plugin}\"\nsha256 = \"{}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n",
             "0".repeat(64)
@@ -594,7 +582,7 @@ fn a_wrong_sha256_refuses_the_plugin_but_not_the_job() {
     let project = project_with(|project| {
         format!(
             "[renderer]\nplugin = \"{}\"\nsha256 = \"{}\"\n",
-            install(project, artifacts::RUST_SITE_RENDERER),
+            project.install_plugin(artifacts::RUST_SITE_RENDERER),
             "f".repeat(64)
         )
     });
@@ -617,7 +605,7 @@ fn a_lying_or_refusing_renderer_is_reported_and_nothing_is_submitted() {
         ("loop", "did not finish within its 300ms time limit"),
     ] {
         let project = project_with(|project| {
-            let plugin = install(project, artifacts::HOSTILE_RENDERER);
+            let plugin = project.install_plugin(artifacts::HOSTILE_RENDERER);
             format!(
                 "[renderer]\nplugin = \"{plugin}\"\nconfig = {{ attack = \"{attack}\" }}\nlimits = {{ timeout = \"300ms\" }}\n"
             )
@@ -716,7 +704,7 @@ fn killing_the_cli_during_a_callback_still_delivers_it_on_the_next_run() {
 #[test]
 fn an_array_job_gets_job_level_status_events() {
     let project = project_with(|project| {
-        let ledger = install(project, artifacts::RUST_LEDGER);
+        let ledger = project.install_plugin(artifacts::RUST_LEDGER);
         format!(
             "[[callbacks]]\nplugin = \"{ledger}\"\nevents = [\"submitted\", \"completed\", \"failed\"]\n[callbacks.grants]\nwrite = [\"ledger\"]\n"
         )
@@ -747,7 +735,7 @@ fn an_array_job_gets_job_level_status_events() {
 #[test]
 fn callbacks_of_different_projects_are_kept_apart() {
     let a = project_with(|project| {
-        let ledger = install(project, artifacts::RUST_LEDGER);
+        let ledger = project.install_plugin(artifacts::RUST_LEDGER);
         // Pinned to the wrong hash: A's events wait in the journal.
         format!(
             "[[callbacks]]\nplugin = \"{ledger}\"\nsha256 = \"{}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n",
@@ -756,7 +744,7 @@ fn callbacks_of_different_projects_are_kept_apart() {
     });
     let job_id = submitted(&a, &a.run(&["submit"]));
     let b = project_with(|project| {
-        let ledger = install(project, artifacts::RUST_LEDGER);
+        let ledger = project.install_plugin(artifacts::RUST_LEDGER);
         format!("[[callbacks]]\nplugin = \"{ledger}\"\n[callbacks.grants]\nwrite = [\"ledger\"]\n")
     });
     // B runs with A's journal: A's pending events are not B's to deliver.

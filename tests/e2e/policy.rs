@@ -7,14 +7,6 @@ use std::path::{Path, PathBuf};
 use slurmkit::journal::{Journal, Submission};
 use slurmkit_e2e::{Project, Run, artifacts, cluster, cluster_if_up};
 
-/// Copy a built plugin into `dir` (under the project), returning its path relative to `dir`.
-fn install(dir: &Path, built: &str) -> String {
-    let name = Path::new(built).file_name().unwrap().to_string_lossy();
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    std::fs::copy(built, dir.join("plugins").join(&*name)).unwrap();
-    format!("plugins/{name}")
-}
-
 fn sha256(path: &Path) -> String {
     slurmkit::plugin::sha256_hex(&std::fs::read(path).unwrap())
 }
@@ -26,7 +18,7 @@ fn python() -> &'static str {
 /// The Rust example as a `[[policy]]` entry of a file in `dir`: partition `short` by default, at most
 /// 5 minutes and 4 GPUs, submitted ids logged in `policy-log/`.
 fn rust_policy(dir: &Path, name: &str, extra: &str) -> String {
-    let plugin = install(dir, artifacts::RUST_SITE_POLICY);
+    let plugin = slurmkit_e2e::install_plugin(dir, artifacts::RUST_SITE_POLICY);
     let hash = sha256(&dir.join(&plugin));
     format!(
         "[[policy]]\nplugin = \"{plugin}\"\nname = \"{name}\"\nsha256 = \"{hash}\"\n\
@@ -138,7 +130,7 @@ fn a_refused_job_exits_7_with_the_policys_message_and_sends_nothing() {
 fn the_site_layers_policies_run_first_without_the_users_slurmfile_naming_them() {
     // The user's own policy is the Python example; the site's is the Rust one.
     let project = project("time = \"2h\"\n", |p| {
-        let plugin = install(p.path(), python());
+        let plugin = slurmkit_e2e::install_plugin(p.path(), python());
         format!(
             "[[policy]]\nplugin = \"{plugin}\"\nconfig = {{ site = \"testsite\", require_time = true }}\n[policy.grants]\nwrite = [\"audit\"]\n"
         )
@@ -192,7 +184,7 @@ fn the_site_layers_policies_run_first_without_the_users_slurmfile_naming_them() 
 #[test]
 fn the_python_policy_refuses_a_job_without_a_time_limit() {
     let project = project("", |p| {
-        let plugin = install(p.path(), python());
+        let plugin = slurmkit_e2e::install_plugin(p.path(), python());
         format!(
             "[[policy]]\nplugin = \"{plugin}\"\nname = \"timekeeper\"\nconfig = {{ require_time = true }}\n"
         )
@@ -235,7 +227,7 @@ fn a_bad_site_file_names_its_line_and_an_0_1_component_is_no_policy() {
         .stderr_contains("unknown field `plugn`");
 
     let old = project.path().join("site");
-    let plugin = install(&old, artifacts::V0_1_LEDGER);
+    let plugin = slurmkit_e2e::install_plugin(&old, artifacts::V0_1_LEDGER);
     project.write(
         "site/Slurmfile.toml",
         &format!("[[policy]]\nplugin = \"{plugin}\"\nname = \"old\"\n"),
@@ -250,7 +242,7 @@ fn plugin_check_runs_a_policy() {
     let project = Project::new();
     // `check` takes the Python policy's grants from the Slurmfile entry naming it: its post-submit
     // writes an audit record.
-    let python = install(project.path(), python());
+    let python = slurmkit_e2e::install_plugin(project.path(), python());
     project.slurmfile(&format!(
         "[[policy]]\nplugin = \"{python}\"\n[policy.grants]\nwrite = [\"audit\"]\n"
     ));

@@ -302,6 +302,11 @@ impl Project {
         path
     }
 
+    /// Copy a built plugin into the project's `plugins/`, returning its path relative to the Slurmfile.
+    pub fn install_plugin(&self, built: &str) -> String {
+        install_plugin(self.path(), built)
+    }
+
     pub fn slurmfile(&self, contents: &str) -> PathBuf {
         self.write("Slurmfile.toml", contents)
     }
@@ -448,4 +453,12 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ is inside the repo")
         .to_path_buf()
+}
+
+/// Copy a built plugin into `dir/plugins/`, returning its path relative to `dir`.
+pub fn install_plugin(dir: &Path, built: &str) -> String {
+    let name = Path::new(built).file_name().unwrap().to_string_lossy();
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    std::fs::copy(built, dir.join("plugins").join(&*name)).unwrap();
+    format!("plugins/{name}")
 }

@@ -95,10 +95,15 @@ struct FetchArgs {
 
 type ToolResult = Result<CallToolResult, rmcp::ErrorData>;
 
-fn ids(raw: &[String]) -> Result<Vec<JobId>, String> {
+/// Job ids as a tool received them, checked as the command line checks them.
+fn ids(raw: &[String]) -> Result<Vec<JobId>, Failure> {
     raw.iter()
-        .map(|id| JobId::parse(id).map_err(|e| e.to_string()))
+        .map(|id| JobId::parse(id).map_err(|e| Failure::from(diagnostics::Refused(e.to_string()))))
         .collect()
+}
+
+fn one_id(raw: &str) -> Result<JobId, Failure> {
+    JobId::parse(raw).map_err(|e| Failure::from(diagnostics::Refused(e.to_string())))
 }
 
 fn json(value: impl serde::Serialize) -> Result<String, Failure> {
@@ -145,7 +150,7 @@ impl Server {
     )]
     async fn status(&self, Parameters(args): Parameters<JobIds>) -> ToolResult {
         self.call("status", &args.job_ids, async |plan, engine| {
-            let ids = ids(&args.job_ids).map_err(|e| Failure::from(diagnostics::Refused(e)))?;
+            let ids = ids(&args.job_ids)?;
             in_session(plan, plan.target().await?, engine, async |session| {
                 json(observe::observe(session, &ids).await?)
             })
@@ -184,9 +189,7 @@ impl Server {
             "jobs_show",
             std::slice::from_ref(&args.job_id),
             async |plan, engine| {
-                let id = ids(std::slice::from_ref(&args.job_id))
-                    .map_err(|e| Failure::from(diagnostics::Refused(e)))?
-                    .remove(0);
+                let id = one_id(&args.job_id)?;
                 in_session(plan, plan.target().await?, engine, async |session| {
                     let records = views::job_records(&session.conn, &id)
                         .await
@@ -217,9 +220,7 @@ impl Server {
             "logs",
             std::slice::from_ref(&args.job_id),
             async |plan, engine| {
-                let id = ids(std::slice::from_ref(&args.job_id))
-                    .map_err(|e| Failure::from(diagnostics::Refused(e)))?
-                    .remove(0);
+                let id = one_id(&args.job_id)?;
                 in_session(plan, plan.target().await?, engine, async |session| {
                     let bytes =
                         logs::read_log(session, &id, args.stderr, args.offset, MAX_LOG_BYTES + 1)
@@ -244,7 +245,7 @@ impl Server {
     #[tool(description = "Cancel jobs (scancel); jobs already ended are reported, not cancelled.")]
     async fn cancel(&self, Parameters(args): Parameters<JobIds>) -> ToolResult {
         self.call("cancel", &args.job_ids, async |plan, engine| {
-            let ids = ids(&args.job_ids).map_err(|e| Failure::from(diagnostics::Refused(e)))?;
+            let ids = ids(&args.job_ids)?;
             in_session(plan, plan.target().await?, engine, async |session| {
                 let statuses = observe::observe(session, &ids).await?;
                 let live: Vec<JobId> = ids
@@ -279,9 +280,7 @@ impl Server {
             "fetch",
             std::slice::from_ref(&args.job_id),
             async |plan, engine| {
-                let id = ids(std::slice::from_ref(&args.job_id))
-                    .map_err(|e| Failure::from(diagnostics::Refused(e)))?
-                    .remove(0);
+                let id = one_id(&args.job_id)?;
                 in_session(plan, plan.target().await?, engine, async |session| {
                     let fetched =
                         crate::lifecycle::fetch::fetch(session, &id, None, args.force).await?;
@@ -307,9 +306,7 @@ impl Server {
             "result",
             std::slice::from_ref(&args.job_id),
             async |plan, engine| {
-                let id = ids(std::slice::from_ref(&args.job_id))
-                    .map_err(|e| Failure::from(diagnostics::Refused(e)))?
-                    .remove(0);
+                let id = one_id(&args.job_id)?;
                 in_session(plan, plan.target().await?, engine, async |session| {
                     json(crate::lifecycle::results::result_json(session, &id).await?)
                 })

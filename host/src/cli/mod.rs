@@ -18,6 +18,8 @@ mod doctor;
 mod mcp;
 mod plugin_cmd;
 mod plugins;
+#[cfg(test)]
+mod snapshot;
 mod terminal;
 mod views;
 mod work;

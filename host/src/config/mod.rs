@@ -305,6 +305,19 @@ pub(crate) fn located(
 mod tests {
     use super::*;
 
+    /// `error` is a parse error at `line` whose message says `what`.
+    #[track_caller]
+    pub(crate) fn assert_refused_at(error: ConfigError, line: usize, what: &str, text: &str) {
+        let ConfigError::Parse {
+            line: at, message, ..
+        } = &error
+        else {
+            panic!("{error}")
+        };
+        assert_eq!(*at, line, "{text}: {message}");
+        assert!(message.contains(what), "{message}");
+    }
+
     fn parse(text: &str, env: Option<&str>) -> Result<Slurmfile, ConfigError> {
         Slurmfile::parse(Path::new("/p/Slurmfile.toml"), text, env)
     }
@@ -509,15 +522,7 @@ config = { script = "y" }
                 "invalid #SBATCH option",
             ),
         ] {
-            let err = parse(text, None).unwrap_err();
-            let ConfigError::Parse {
-                line: at, message, ..
-            } = &err
-            else {
-                panic!("{err}")
-            };
-            assert_eq!(*at, line, "{text}");
-            assert!(message.contains(what), "{message}");
+            assert_refused_at(parse(text, None).unwrap_err(), line, what, text);
         }
     }
 
@@ -552,15 +557,7 @@ config = { script = "y" }
                 "unknown field `mount`",
             ),
         ] {
-            let err = parse(text, None).unwrap_err();
-            let ConfigError::Parse {
-                line: at, message, ..
-            } = &err
-            else {
-                panic!("{err}")
-            };
-            assert_eq!(*at, line, "{text}: {message}");
-            assert!(message.contains(what), "{message}");
+            assert_refused_at(parse(text, None).unwrap_err(), line, what, text);
         }
     }
 

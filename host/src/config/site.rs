@@ -95,15 +95,12 @@ mod tests {
             ),
             ("[job]\npartition = \"x\"\n", 1, "unknown field `job`"),
         ] {
-            let err = SiteLayer::parse(&path, text).unwrap_err();
-            let ConfigError::Parse {
-                line: at, message, ..
-            } = &err
-            else {
-                panic!("{err}")
-            };
-            assert_eq!(*at, line, "{text}");
-            assert!(message.contains(what), "{message}");
+            crate::config::tests::assert_refused_at(
+                SiteLayer::parse(&path, text).unwrap_err(),
+                line,
+                what,
+                text,
+            );
         }
     }
 }

@@ -318,22 +318,8 @@ mod tests {
         text
     }
 
-    /// Compare with `snapshots/<name>.txt`; `UPDATE_SNAPSHOTS=1` writes it instead.
     fn check(name: &str, text: &str) {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("src/cli/dash/snapshots")
-            .join(format!("{name}.txt"));
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, text).unwrap();
-            return;
-        }
-        let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            text == expected,
-            "{} differs (rerun with UPDATE_SNAPSHOTS=1 and review the diff):\n{text}",
-            path.display()
-        );
+        crate::cli::snapshot::check("src/cli/dash/snapshots", name, text);
     }
 
     #[test]

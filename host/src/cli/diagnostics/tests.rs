@@ -20,21 +20,8 @@ use crate::transfer::TransferError;
 use crate::types::names::{InvalidValue, JobId, JobName};
 use crate::types::status::JobState;
 
-/// Compare with `snapshots/<name>.txt`; `UPDATE_SNAPSHOTS=1` writes it instead, for review in the diff.
 fn check(name: &str, text: String) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/cli/diagnostics/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        text == expected,
-        "{} differs (rerun with UPDATE_SNAPSHOTS=1 and review the diff):\n{text}",
-        path.display()
-    );
+    crate::cli::snapshot::check("src/cli/diagnostics/snapshots", name, &text);
 }
 
 /// Every error as `[exit code] rendered text`, separated by blank lines.
