@@ -8,6 +8,7 @@
 //! its own first, so an unknown key or a bad value is reported with its file and line, then the
 //! selected layers are merged and read into [`Settings`].
 
+pub mod import;
 pub mod locate;
 pub mod node;
 mod settings;
@@ -144,8 +145,11 @@ impl Slurmfile {
         };
         // `[environments.default]` is the base of every environment (as the Python SDK's `[default]`
         // is): the file, then it, then the selected environment.
-        let layers = std::iter::once(DEFAULT_ENVIRONMENT)
-            .chain(selected.as_deref().filter(|name| *name != DEFAULT_ENVIRONMENT));
+        let layers = std::iter::once(DEFAULT_ENVIRONMENT).chain(
+            selected
+                .as_deref()
+                .filter(|name| *name != DEFAULT_ENVIRONMENT),
+        );
         for name in layers {
             if let Some(toml::Value::Table(layer)) = environments.get(name) {
                 merge_layer(&mut raw, layer.clone());
