@@ -46,12 +46,15 @@ pub enum ImportError {
     /// A conversion that does not load: a bug in this module.
     #[error("the converted Slurmfile does not load")]
     Unloadable(#[source] ConfigError),
+    /// A conversion TOML cannot write: a bug in this module too.
+    #[error("the converted Slurmfile cannot be written as TOML: {0}")]
+    Serialize(String),
 }
 
 impl Diagnose for ImportError {
     fn exit_code(&self) -> u8 {
         match self {
-            ImportError::Unloadable(_) => exit::INTERNAL,
+            ImportError::Unloadable(_) | ImportError::Serialize(_) => exit::INTERNAL,
             _ => exit::CONFIG,
         }
     }
@@ -61,7 +64,7 @@ impl Diagnose for ImportError {
             ImportError::NotSdk { .. } => Some(
                 "give the Python SDK's Slurmfile ([default], [<env>.cluster], [<env>.submit], [<env>.packaging], callbacks) or a pyproject.toml with a [tool.slurm] table".into(),
             ),
-            ImportError::Unloadable(_) => {
+            ImportError::Unloadable(_) | ImportError::Serialize(_) => {
                 Some("this is a bug in slurmkit import: please report it with the input file".into())
             }
             _ => None,
@@ -205,8 +208,8 @@ pub fn convert(path: &Path, text: &str, only: &[String]) -> Result<Conversion, I
         .map(|(n, _)| n.as_str())
         .filter(|n| !names.iter().any(|kept| kept == n))
         .collect();
-    let text = header(path, &dropped, &skipped)
-        + &toml::to_string(&file).expect("TOML tables always serialize");
+    let tables = toml::to_string(&file).map_err(|e| ImportError::Serialize(e.to_string()))?;
+    let text = header(path, &dropped, &skipped) + &tables;
     check_loads(&text, &names)?;
     Ok(Conversion {
         text,
