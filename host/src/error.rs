@@ -41,7 +41,8 @@ pub mod exit {
     pub const BAD_RESULT: u8 = 16;
     /// `result`: the job has not ended yet.
     pub const NOT_FINISHED: u8 = 17;
-    /// `fetch`: files exist where the outputs would go (`--force` replaces them).
+    /// `fetch`: files exist where the outputs would go; `import`: the `--output` file exists
+    /// (`--force` replaces them).
     pub const WOULD_OVERWRITE: u8 = 18;
     /// Interrupted (Ctrl-C), as a shell reports SIGINT.
     pub const INTERRUPTED: u8 = 130;

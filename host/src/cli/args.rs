@@ -23,6 +23,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parse `args` as clap does, except that `import` takes its environments from the command line
+    /// only: a `SLURM_ENV` left set for the other commands does not narrow a conversion.
+    pub fn parse_args(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+        let ambient = matches
+            .subcommand_matches("import")
+            .and_then(|import| import.value_source("environment"))
+            == Some(ValueSource::EnvVariable);
+        if let Command::Import { environments, .. } = &mut cli.command
+            && ambient
+        {
+            environments.clear();
+        }
+        Ok(cli)
+    }
+}
+
 /// Flags every command takes; they override the Slurmfile.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -240,6 +262,24 @@ pub enum Command {
         /// Offer only the tools that change nothing (no submit, cancel or fetch).
         #[arg(long)]
         read_only: bool,
+    },
+    /// Convert the Python SDK's Slurmfile (or a pyproject.toml with [tool.slurm]) into a slurmkit
+    /// Slurmfile on stdout; what cannot be carried over is listed with why, on stderr and as comments
+    /// at its top. Exit code 3: not TOML, or not the SDK's schema; 18: --output exists.
+    Import {
+        /// The SDK's Slurmfile, or a pyproject.toml with a [tool.slurm] table.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Convert only this environment (repeat for more; default: all of them). `default`, the base
+        /// of every environment, is always converted.
+        #[arg(long = "env", id = "environment", value_name = "NAME")]
+        environments: Vec<String>,
+        /// Write the Slurmfile to FILE (atomically) instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace FILE when it exists (otherwise exit code 18).
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Print a shell completion script: `slurmkit completions bash > /etc/bash_completion.d/slurmkit`.
     Completions {
@@ -504,6 +544,33 @@ mod tests {
         let mut missing = Vec::new();
         check(&Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "without help: {missing:#?}");
+    }
+
+    /// `import --env` takes several names, where every other command takes one.
+    #[test]
+    fn import_takes_several_environments() {
+        let cli = Cli::try_parse_from([
+            "slurmkit",
+            "import",
+            "Slurmfile",
+            "--env",
+            "prod",
+            "--env",
+            "dev",
+        ])
+        .unwrap();
+        let Command::Import { environments, .. } = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(environments, ["prod", "dev"]);
+        let cli = Cli::try_parse_from(["slurmkit", "import", "Slurmfile"]).unwrap();
+        let Command::Import { environments, .. } = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert!(environments.is_empty());
+        let cli = Cli::try_parse_from(["slurmkit", "--env", "prod", "render"]).unwrap();
+        assert_eq!(cli.global.environment.as_deref(), Some("prod"));
+        assert!(Cli::try_parse_from(["slurmkit", "import", "x", "--force"]).is_err());
     }
 
     #[test]

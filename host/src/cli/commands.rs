@@ -31,6 +31,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             return Ok(ExitCode::SUCCESS);
         }
+        // Reads the SDK's file, not a slurmkit Slurmfile: nothing to resolve either.
+        Command::Import {
+            path,
+            environments,
+            output,
+            force,
+        } => {
+            let (path, environments, output, force) =
+                (path.clone(), environments.clone(), output.clone(), *force);
+            return tokio::task::spawn_blocking(move || {
+                super::import::run(&path, &environments, output.as_deref(), force)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
         _ => {}
     }
     let cwd = std::env::current_dir().map_err(crate::lifecycle::PlanError::CurrentDir)?;
@@ -81,7 +96,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Cluster(command) => super::views::cluster(&plan, command).await,
         Command::Doctor { json } => super::doctor::run(&plan, json).await,
         Command::Plugin(command) => super::plugin_cmd::run(command, &plan).await,
-        Command::Completions { .. } | Command::Man => unreachable!("handled before the plan"),
+        Command::Completions { .. } | Command::Man | Command::Import { .. } => {
+            unreachable!("handled before the plan")
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod commands;
 mod dash;
 pub mod diagnostics;
 mod doctor;
+mod import;
 mod mcp;
 mod plugin_cmd;
 mod plugins;
@@ -26,8 +27,6 @@ mod work;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
-
-use clap::Parser;
 
 use crate::error::exit;
 
@@ -48,7 +47,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     if args.get(1).is_some_and(|a| a == crate::runner::RUNNER_ARG) {
         return crate::runner::main(&args[2..]);
     }
-    let cli = match args::Cli::try_parse_from(args) {
+    let cli = match args::Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();

@@ -1,13 +1,14 @@
 //! The Slurmfile: finding it, reading it, selecting an environment.
 //!
-//! A Slurmfile is TOML. Its top-level tables are the defaults; `[environments.<name>]` tables merge
-//! over them, `[jobs.<name>]` over `[job]`, and command-line flags over both, all by one rule
-//! ([`merge`], [`merge_job`]): tables merge key by key, everything else is replaced, and a job layer that
+//! A Slurmfile is TOML. Its top-level tables are the defaults; `[environments.default]` merges over
+//! them and the selected `[environments.<name>]` over both, `[jobs.<name>]` over `[job]`, and
+//! command-line flags over all, by one rule ([`merge`], [`merge_job`]): tables merge key by key, everything else is replaced, and a job layer that
 //! says what the job runs (`command`, `script` or `script_file`) replaces what the layers below said, as
 //! one that sets a `container` replaces the container below (a whole). Every table is checked on
 //! its own first, so an unknown key or a bad value is reported with its file and line, then the
 //! selected layers are merged and read into [`Settings`].
 
+pub mod import;
 pub mod locate;
 pub mod node;
 mod settings;
@@ -22,6 +23,9 @@ pub use site::SiteLayer;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Diagnose, exit};
+
+/// The environment every other one merges over, and the one used when none is named.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
 
 /// File names a Slurmfile may have, in the order they are looked for.
 pub const FILE_NAMES: [&str; 4] = ["Slurmfile.toml", "Slurmfile", "slurmfile.toml", "slurmfile"];
@@ -99,7 +103,9 @@ impl Slurmfile {
         Ok(cwd.ancestors().find_map(find_in))
     }
 
-    /// Read `path` and select `environment` (or `default` when the file defines one and none is asked for).
+    /// Read `path` and select `environment` (or `default` when the file defines one and none is asked
+    /// for): the file's top-level tables, `[environments.default]` over them, the selected environment
+    /// over both.
     pub fn load(path: &Path, environment: Option<&str>) -> Result<Slurmfile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -121,20 +127,31 @@ impl Slurmfile {
             Some(toml::Value::Table(table)) => table,
             _ => toml::Table::new(),
         };
+        if let Some(name) = environment
+            && !environments.contains_key(name)
+        {
+            return Err(ConfigError::UnknownEnvironment {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                available: checked.environment_names(),
+            });
+        }
         let selected = match environment {
             Some(name) => Some(name.to_string()),
-            None if environments.contains_key("default") => Some("default".to_string()),
+            None if environments.contains_key(DEFAULT_ENVIRONMENT) => {
+                Some(DEFAULT_ENVIRONMENT.to_string())
+            }
             None => None,
         };
-        if let Some(name) = &selected {
-            let layer = environments
-                .get(name)
-                .ok_or_else(|| ConfigError::UnknownEnvironment {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    available: checked.environment_names(),
-                })?;
-            if let toml::Value::Table(layer) = layer {
+        // `[environments.default]` is the base of every environment (as the Python SDK's `[default]`
+        // is): the file, then it, then the selected environment.
+        let layers = std::iter::once(DEFAULT_ENVIRONMENT).chain(
+            selected
+                .as_deref()
+                .filter(|name| *name != DEFAULT_ENVIRONMENT),
+        );
+        for name in layers {
+            if let Some(toml::Value::Table(layer)) = environments.get(name) {
                 merge_layer(&mut raw, layer.clone());
             }
         }
@@ -374,6 +391,68 @@ environment = { B = "3" }
         assert_eq!(
             dev.settings.cluster.unwrap().hostname.as_deref(),
             Some("dev")
+        );
+    }
+
+    /// `[environments.default]` is the base of every environment, as the Python SDK's `[default]` is.
+    #[test]
+    fn the_default_environment_is_the_base_of_every_environment() {
+        let text = r#"
+[cluster]
+hostname = "top"
+username = "alice"
+
+[job]
+partition = "debug"
+time = "10m"
+
+[environments.default.cluster]
+hostname = "login"
+
+[environments.default.job]
+partition = "normal"
+account = "g1"
+environment = { A = "1" }
+
+[environments.prod.job]
+partition = "large"
+environment = { B = "2" }
+"#;
+        // Alone: over the file's tables.
+        let alone = parse(text, None).unwrap();
+        assert_eq!(alone.environment.as_deref(), Some("default"));
+        let cluster = alone.settings.cluster.as_ref().unwrap();
+        assert_eq!(cluster.hostname.as_deref(), Some("login"));
+        assert_eq!(cluster.username.as_deref(), Some("alice"));
+        let job = &alone.settings.job.as_ref().unwrap().0;
+        assert_eq!(job.partition.as_ref().unwrap().as_str(), "normal");
+        assert_eq!(job.time.unwrap().seconds(), 600);
+        assert_eq!(
+            parse(text, Some("default")).unwrap().table,
+            alone.table,
+            "naming default selects the same layers"
+        );
+
+        // Under prod: prod overrides what default set, and keeps the rest of it.
+        let prod = parse(text, Some("prod")).unwrap();
+        assert_eq!(prod.environment.as_deref(), Some("prod"));
+        assert_eq!(
+            prod.settings.cluster.as_ref().unwrap().hostname.as_deref(),
+            Some("login")
+        );
+        let job = &prod.settings.job.as_ref().unwrap().0;
+        assert_eq!(job.partition.as_ref().unwrap().as_str(), "large");
+        assert_eq!(job.account.as_ref().unwrap().as_str(), "g1");
+        assert_eq!(job.time.unwrap().seconds(), 600);
+        let env = job.environment.as_ref().unwrap();
+        assert_eq!((env["A"].as_str(), env["B"].as_str()), ("1", "2"));
+
+        // A missing environment is still an error, default or not.
+        let err = parse(text, Some("staging")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::UnknownEnvironment { name, available, .. }
+                if name == "staging" && available == "default, prod"),
+            "{err}"
         );
     }
 
