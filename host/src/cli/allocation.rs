@@ -6,9 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
 use super::args::Ports;
-use super::commands::in_session;
 use super::diagnostics::Failure;
 use super::plugins::engine;
+use super::session::in_session;
 use crate::exec::Exit;
 use crate::lifecycle::allocation::{self, TunnelEnd};
 use crate::lifecycle::{Backend, LifecycleError, Plan};

@@ -10,10 +10,9 @@ use std::time::Duration;
 use super::args::{Cli, Command, JobOverrides};
 use super::diagnostics::{self, Failure};
 use super::plugins::{engine, load_policies, load_renderer};
-use super::terminal::TerminalPrompter;
+use super::session::in_session;
 use crate::error::{Diagnose, exit};
-use crate::lifecycle::{LifecycleError, Plan, Session, Target, logs, observe, stage, submit};
-use crate::plugin::PluginEngine;
+use crate::lifecycle::{LifecycleError, Plan, logs, observe, stage, submit};
 use crate::types::names::JobId;
 use crate::types::status::{JobState, JobStatus};
 
@@ -128,26 +127,6 @@ async fn render(plan: &Plan, job: Option<String>) -> Result<ExitCode, Failure> {
     out.write_all(script.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Connect, run `command` in the session, and finish the session whatever happened.
-pub(super) async fn in_session<T>(
-    plan: &Plan,
-    target: Target,
-    engine: &PluginEngine,
-    command: impl AsyncFnOnce(&mut Session) -> Result<T, Failure>,
-) -> Result<T, Failure> {
-    let mut session = crate::lifecycle::open(
-        target,
-        plan.file.as_ref(),
-        &plan.dirs.journal(),
-        engine,
-        Arc::new(TerminalPrompter),
-    )
-    .await?;
-    let result = command(&mut session).await;
-    session.finish().await;
-    result
 }
 
 async fn submit(

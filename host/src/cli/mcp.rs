@@ -12,9 +12,9 @@ use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabiliti
 use rmcp::{ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 
-use super::commands::in_session;
 use super::diagnostics::{self, Failure};
 use super::plugins::{engine, load_policies, load_renderer};
+use super::session::in_session;
 use crate::journal::Journal;
 use crate::lifecycle::{LifecycleError, Plan, logs, observe, submit};
 use crate::plugin::PluginEngine;

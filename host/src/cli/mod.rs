@@ -19,6 +19,7 @@ mod import;
 mod mcp;
 mod plugin_cmd;
 mod plugins;
+mod session;
 #[cfg(test)]
 mod snapshot;
 mod terminal;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::args::{ClusterCommand, JobsCommand, QueueArgs};
-use super::commands::in_session;
 use super::diagnostics::Failure;
 use super::plugins::engine;
+use super::session::in_session;
 use crate::lifecycle::{LifecycleError, Plan, Session};
 use crate::slurm::views::{self, PartitionView, QueueFilter, QueueRow};
 use crate::types::names::JobId;

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::commands::in_session;
 use super::diagnostics::{self, Failure};
 use super::plugins::engine;
+use super::session::in_session;
 use crate::error::Diagnose;
 use crate::lifecycle::fetch::{self as fetching, FetchError};
 use crate::lifecycle::results::{ResultError, result_json};

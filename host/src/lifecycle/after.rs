@@ -58,14 +58,14 @@ pub(super) async fn earlier_submissions(
 /// `after` argument (`-`, or sbatch's `--dependency` syntax with `@<directory>` for a job of this
 /// batch). The literal `dependency` of the spec is included, since the command line's
 /// `--dependency` replaces the script's.
-pub(super) fn dependencies(
+pub(super) fn dependencies<T>(
     index: usize,
     spec: &JobSpec,
     batch: &[JobSpec],
     dir_names: &[String],
     base: &str,
     earlier: &BTreeMap<String, Submission>,
-    failed: &[Option<Result<super::submit::Submitted, LifecycleError>>],
+    failed: &[Option<Result<T, LifecycleError>>],
 ) -> Result<(Vec<DependencyDir>, String), LifecycleError> {
     if spec.after.is_empty() {
         return Ok((Vec::new(), "-".into()));

@@ -12,9 +12,9 @@ use std::time::Duration;
 use ratatui::crossterm::event::{self, Event, KeyEventKind, KeyModifiers};
 use tokio::sync::mpsc;
 
-use super::commands::in_session;
 use super::diagnostics::{Failure, Refused};
 use super::plugins::engine;
+use super::session::in_session;
 use crate::lifecycle::{LifecycleError, Plan, Session, logs, observe};
 use crate::slurm::views::{self, QueueFilter};
 use crate::types::names::JobId;
