@@ -31,6 +31,18 @@ impl fmt::Display for Exit {
     }
 }
 
+/// How a local process ended.
+impl From<std::process::ExitStatus> for Exit {
+    fn from(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(signal)) => Exit::Signal(signal.to_string()),
+            (None, None) => Exit::Unknown,
+        }
+    }
+}
+
 /// What a finished command printed, and how it ended.
 #[derive(Debug, Clone)]
 pub struct CommandOutput {

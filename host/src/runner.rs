@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::node::{
     NODE_EVENTS_FILE, NODE_PLAN_FILE, NodeCallback, NodeEvent, NodePlan, RunInfo,
 };
-use crate::lifecycle::outbox::{EventDetail, HostEvent, NodeDetails};
+use crate::lifecycle::event::{EventDetail, HostEvent, NodeDetails};
 use crate::plugin::callbacks::CallbackPlugin;
 use crate::plugin::{Capabilities, Limits, PluginEngine, PluginSpec};
 use crate::types::job_dir::SPEC_FILE;

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use slurmkit::cli::diagnostics;
-use slurmkit::lifecycle::plan::{Flags, JobFlags, Plan};
+use slurmkit::lifecycle::{Flags, JobFlags, Plan};
 use slurmkit::plugin::PluginEngine;
 use slurmkit::plugin::renderer::Renderer;
 use slurmkit::types::shell::quote;

@@ -46,7 +46,11 @@ pub async fn connect(
             stderr: tokio::io::stderr(),
             resize,
         };
-        let exit = allocation::interactive(session, &srun, pty.clone(), terminal).await;
+        let exit = session
+            .conn
+            .interactive(&srun, pty.clone(), terminal)
+            .await
+            .map_err(|e| LifecycleError::Slurm(e.into()));
         drop(raw);
         if let Some(watcher) = watcher {
             watcher.abort();

@@ -9,7 +9,7 @@ use super::diagnostics::Failure;
 use crate::config::{CallbackSettings, PolicySettings, RendererSettings, Slurmfile};
 use crate::error::exit;
 use crate::lifecycle::Plan;
-use crate::lifecycle::outbox::{EventDetail, HostEvent, NodeDetails};
+use crate::lifecycle::event::{EventDetail, HostEvent, NodeDetails};
 use crate::plugin::callbacks::CallbackPlugin;
 use crate::plugin::convert::job_to_wit;
 use crate::plugin::policy::PolicyPlugin;

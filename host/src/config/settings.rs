@@ -202,41 +202,25 @@ pub struct PluginSettings<'a> {
     pub limits: Option<&'a LimitSettings>,
 }
 
-impl RendererSettings {
-    pub fn plugin(&self) -> PluginSettings<'_> {
-        PluginSettings {
-            plugin: &self.plugin,
-            sha256: self.sha256.as_deref(),
-            config: self.config.as_ref(),
-            grants: self.grants.as_ref(),
-            limits: self.limits.as_ref(),
+/// The plugin file, pin, config, grants and limits every plugin entry has, in the one shape the loader
+/// takes.
+macro_rules! plugin_settings {
+    ($($entry:ty),+) => {$(
+        impl $entry {
+            pub fn plugin(&self) -> PluginSettings<'_> {
+                PluginSettings {
+                    plugin: &self.plugin,
+                    sha256: self.sha256.as_deref(),
+                    config: self.config.as_ref(),
+                    grants: self.grants.as_ref(),
+                    limits: self.limits.as_ref(),
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl CallbackSettings {
-    pub fn plugin(&self) -> PluginSettings<'_> {
-        PluginSettings {
-            plugin: &self.plugin,
-            sha256: self.sha256.as_deref(),
-            config: self.config.as_ref(),
-            grants: self.grants.as_ref(),
-            limits: self.limits.as_ref(),
-        }
-    }
-}
-
-impl PolicySettings {
-    pub fn plugin(&self) -> PluginSettings<'_> {
-        PluginSettings {
-            plugin: &self.plugin,
-            sha256: self.sha256.as_deref(),
-            config: self.config.as_ref(),
-            grants: self.grants.as_ref(),
-            limits: self.limits.as_ref(),
-        }
-    }
-}
+plugin_settings!(RendererSettings, CallbackSettings, PolicySettings);
 
 /// `[[policy]]`: one site policy plugin (the `policy` world).
 #[derive(Debug, Clone, Deserialize)]

@@ -4,14 +4,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use super::remote::Connection;
 use super::{LifecycleError, Session};
-use crate::exec::{CommandError, Exit};
 use crate::slurm::allocation::{self, Allocation};
-use crate::ssh::channels::{Pty, Terminal};
 use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 use crate::types::status::JobState;
@@ -84,45 +80,6 @@ pub fn srun_command(job: &Allocation, node: &str, command: &[String], pty: bool)
     }
 }
 
-/// Run `command` with the terminal's input and output, until it ends.
-pub async fn interactive<I, O, E>(
-    session: &Session,
-    command: &ShellCommand,
-    pty: Option<Pty>,
-    terminal: Terminal<I, O, E>,
-) -> Result<Exit, LifecycleError>
-where
-    I: AsyncRead + Unpin,
-    O: AsyncWrite + Unpin,
-    E: AsyncWrite + Unpin,
-{
-    match &session.conn {
-        Connection::Ssh(ssh) => Ok(ssh
-            .interactive(command, pty, terminal)
-            .await
-            .map_err(|e| LifecycleError::Slurm(crate::slurm::SlurmError::Command(e)))?),
-        // This process's own terminal is the job's: nothing to relay.
-        Connection::Local => {
-            let not_run = |e: std::io::Error| CommandError::NotRun {
-                command: command.to_string(),
-                reason: e.to_string(),
-            };
-            let status = tokio::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(command.as_str())
-                .status()
-                .await
-                .map_err(|e| LifecycleError::Slurm(not_run(e).into()))?;
-            use std::os::unix::process::ExitStatusExt;
-            Ok(match (status.code(), status.signal()) {
-                (Some(code), _) => Exit::Code(code),
-                (None, Some(signal)) => Exit::Signal(signal.to_string()),
-                (None, None) => Exit::Unknown,
-            })
-        }
-    }
-}
-
 /// How a tunnel ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TunnelEnd {
@@ -157,24 +114,14 @@ pub async fn tunnel(
             accepted = listener.accept() => {
                 let (mut local, peer) = accepted.map_err(LifecycleError::Output)?;
                 tracing::info!("forwarding a connection from {peer} to {host}:{port}");
-                match &session.conn {
-                    Connection::Ssh(ssh) => match ssh.forward(host, port).await {
-                        Ok(mut remote) => {
-                            tokio::spawn(async move {
-                                let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
-                            });
-                        }
-                        // One refused connection (nothing listening yet) does not end the tunnel.
-                        Err(e) => tracing::warn!("{e}"),
-                    },
-                    Connection::Local => match tokio::net::TcpStream::connect((host, port)).await {
-                        Ok(mut remote) => {
-                            tokio::spawn(async move {
-                                let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
-                            });
-                        }
-                        Err(e) => tracing::warn!("cannot connect to {host} port {port}: {e}"),
-                    },
+                match session.conn.forward(host, port).await {
+                    Ok(mut remote) => {
+                        tokio::spawn(async move {
+                            let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+                        });
+                    }
+                    // One refused connection (nothing listening yet) does not end the tunnel.
+                    Err(e) => tracing::warn!("{e}"),
                 }
             }
         }

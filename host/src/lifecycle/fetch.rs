@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::LifecycleError;
-use super::outbox::EventDetail;
+use super::event::EventDetail;
 use super::session::Session;
 use crate::error::{Diagnose, exit};
 use crate::journal::Submission;

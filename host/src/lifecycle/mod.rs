@@ -1,7 +1,8 @@
 //! The lifecycle floor: a connection's session and everything done in it, between the command line
 //! above and the transports, plugins and Slurm commands below.
 //!
-//! - [`plan`] (with [`hops`]): flags, the Slurmfile and ssh_config resolved once, before any I/O.
+//! - [`plan`] (with [`flags`] and [`hops`]): flags, the Slurmfile and ssh_config resolved once, before
+//!   any I/O.
 //! - [`remote`]: the resolved cluster and one connection to it.
 //! - [`session`]: connection, journal and outbox together; reconnection.
 //! - [`submit`]: any number of jobs in one exchange, through the site policies.
@@ -10,12 +11,14 @@
 //! - [`observe`]: one status query per round for any number of jobs; waiting.
 //! - [`logs`]: reading and following a job's output.
 //! - [`allocation`]: a running job's nodes: a shell or command there, ports forwarded to it.
-//! - [`outbox`]: lifecycle events, journaled, then delivered to callbacks.
+//! - [`outbox`]: lifecycle events ([`event`]), journaled, then delivered to callbacks.
 
 mod after;
 pub mod allocation;
 mod error;
+pub mod event;
 pub mod fetch;
+pub mod flags;
 mod hops;
 pub mod logs;
 pub mod observe;
@@ -32,7 +35,8 @@ mod upload;
 pub mod work;
 
 pub use error::{LifecycleError, PlanError};
-pub use plan::{Dirs, Flags, JobFlags, Plan};
+pub use flags::{Flags, JobFlags};
+pub use plan::{Dirs, Plan};
 pub use remote::{Backend, Connection, Target};
 pub use session::Session;
 pub use submit::Submitted;

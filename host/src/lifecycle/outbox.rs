@@ -9,17 +9,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::node::{NODE_EVENT_KINDS, NodeEvent, RunInfo};
+use super::event::{EventDetail, HostEvent, NodeDetails};
+use crate::config::node::{NODE_EVENT_KINDS, NodeEvent};
 use crate::config::{CallbackSettings, Grants};
 use crate::config::{CallbackSide, Slurmfile};
 use crate::journal::{CallbackRoute, Delivery, Journal, SharedJournal, Submission, now_ms};
 use crate::plugin::callbacks::{CallbackPlugin, Retry};
-use crate::plugin::{Limits, PluginEngine, PluginError, PluginSpec, convert, spec::callback_name};
+use crate::plugin::{Limits, PluginEngine, PluginError, PluginSpec, spec::callback_name};
 use crate::types::spec::JobSpec;
 use crate::types::status::{JobState, JobStatus};
-use crate::wit::{self, EventKind};
+use crate::wit::EventKind;
 
 /// Attempts before a delivery is given up (marked `failed` in the journal).
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -28,90 +27,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// How long one run may wait for retries before leaving them to a later run.
 const IN_RUN_RETRY_BUDGET: Duration = Duration::from_secs(5);
-
-/// An event as journaled; turned into the WIT record at delivery.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostEvent {
-    pub id: String,
-    pub kind: EventKind,
-    pub spec: JobSpec,
-    pub cluster: String,
-    pub job_id: Option<String>,
-    pub job_dir: Option<String>,
-    pub timestamp_ms: u64,
-    pub detail: EventDetail,
-    /// Where on the cluster it happened, for events from the node-side runner.
-    #[serde(default)]
-    pub node: Option<NodeDetails>,
-}
-
-/// The node, array task and step an event from the node-side runner came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeDetails {
-    pub node: String,
-    pub array_task_id: Option<u32>,
-    pub step: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventDetail {
-    None,
-    Submitted(String),
-    Status {
-        previous: Option<JobStatus>,
-        current: JobStatus,
-    },
-    /// `outputs-fetched`: the paths written, relative to the local destination.
-    Outputs(Vec<String>),
-    /// `run-end`: how the payload ended on the node.
-    Run(RunInfo),
-}
-
-impl HostEvent {
-    pub fn to_wit(&self) -> wit::Event {
-        wit::Event {
-            id: self.id.clone(),
-            kind: self.kind,
-            job: convert::job_to_wit(&self.spec),
-            cluster: self.cluster.clone(),
-            job_id: self.job_id.clone(),
-            job_dir: self.job_dir.clone(),
-            emitted_by: if self.node.is_some() {
-                wit::Emitter::ComputeNode
-            } else {
-                wit::Emitter::Client
-            },
-            timestamp_ms: self.timestamp_ms,
-            detail: match &self.detail {
-                EventDetail::None => wit::EventDetail::None,
-                EventDetail::Submitted(id) => wit::EventDetail::Submitted(id.clone()),
-                EventDetail::Status { previous, current } => {
-                    wit::EventDetail::Status(wit::latest::types::StatusChange {
-                        previous: previous.as_ref().map(JobStatus::to_wit),
-                        current: current.to_wit(),
-                        terminal: current.state.is_terminal(),
-                    })
-                }
-                EventDetail::Outputs(paths) => wit::EventDetail::Outputs(paths.clone()),
-                EventDetail::Run(run) => wit::EventDetail::Run(wit::latest::types::RunInfo {
-                    exit_code: run.exit_code,
-                    signal: run.signal,
-                    elapsed_ms: run.elapsed_ms,
-                    peak_memory_kib: run.peak_memory_kib,
-                }),
-            },
-            node: self
-                .node
-                .as_ref()
-                .map(|node| wit::latest::types::NodeDetails {
-                    node: node.node.clone(),
-                    array_task_id: node.array_task_id,
-                    step: Some(node.step.clone()),
-                }),
-        }
-    }
-}
 
 /// A callback for the compute node: its file (checked against its pin), configuration, grants (for
 /// the job directory, checked there) and the node events it takes.

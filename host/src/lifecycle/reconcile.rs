@@ -3,7 +3,7 @@
 //! marked unknown with the reason, never left pending.
 
 use super::LifecycleError;
-use super::outbox::EventDetail;
+use super::event::EventDetail;
 use super::session::Session;
 use super::submit::Submitted;
 use crate::journal::{Submission, now_ms};

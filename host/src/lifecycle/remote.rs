@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::exec::{CommandError, CommandOutput, Exec, Exit};
 use crate::ssh::auth::Prompter;
+use crate::ssh::channels::{Pty, Terminal};
 use crate::ssh::{Hop, Session, SshError, Transport};
 use crate::transfer::Files;
 use crate::types::shell::ShellCommand;
@@ -40,6 +41,10 @@ impl Target {
         }
     }
 }
+
+/// A forwarded connection, read and written like a socket.
+pub trait Forwarded: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Forwarded for T {}
 
 /// An open connection.
 pub enum Connection {
@@ -77,6 +82,50 @@ impl Connection {
         match self {
             Connection::Ssh(session) => session.is_closed(),
             Connection::Local => false,
+        }
+    }
+
+    /// Run `command` with the terminal's input and output until it ends (on a pseudo-terminal when
+    /// `pty` is given); on this machine, with this process's own terminal.
+    pub async fn interactive<I, O, E>(
+        &self,
+        command: &ShellCommand,
+        pty: Option<Pty>,
+        terminal: Terminal<I, O, E>,
+    ) -> Result<Exit, CommandError>
+    where
+        I: tokio::io::AsyncRead + Unpin,
+        O: tokio::io::AsyncWrite + Unpin,
+        E: tokio::io::AsyncWrite + Unpin,
+    {
+        match self {
+            Connection::Ssh(session) => session.interactive(command, pty, terminal).await,
+            Connection::Local => tokio::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(command.as_str())
+                .status()
+                .await
+                .map(Exit::from)
+                .map_err(|e| CommandError::NotRun {
+                    command: command.to_string(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// A TCP connection to `host:port` as the cluster's login node reaches it: opened by the login
+    /// node over SSH (through every jump hop), or directly for this machine.
+    pub async fn forward(&self, host: &str, port: u16) -> Result<Box<dyn Forwarded>, SshError> {
+        match self {
+            Connection::Ssh(session) => Ok(Box::new(session.forward(host, port).await?)),
+            Connection::Local => tokio::net::TcpStream::connect((host, port))
+                .await
+                .map(|stream| Box::new(stream) as Box<dyn Forwarded>)
+                .map_err(|source| SshError::Connect {
+                    host: host.to_string(),
+                    port,
+                    source,
+                }),
         }
     }
 
@@ -120,7 +169,6 @@ async fn run_locally<R>(command: &ShellCommand, mut input: R) -> Result<CommandO
 where
     R: tokio::io::AsyncRead + Send + Unpin + 'static,
 {
-    use std::os::unix::process::ExitStatusExt;
     use tokio::io::AsyncWriteExt;
     tracing::debug!(command = %command.as_str(), "running locally");
     let not_run = |e: std::io::Error| CommandError::NotRun {
@@ -144,13 +192,8 @@ where
     });
     let output = child.wait_with_output().await.map_err(not_run)?;
     let _ = writer.await;
-    let exit = match (output.status.code(), output.status.signal()) {
-        (Some(code), _) => Exit::Code(code),
-        (None, Some(signal)) => Exit::Signal(signal.to_string()),
-        (None, None) => Exit::Unknown,
-    };
     Ok(CommandOutput {
-        exit,
+        exit: output.status.into(),
         stdout: output.stdout,
         stderr: output.stderr,
     })

@@ -10,7 +10,8 @@ use std::time::SystemTime;
 
 use super::LifecycleError;
 use super::after::{dependencies, dependency_name, earlier_submissions};
-use super::outbox::{EventDetail, HostEvent, queue};
+use super::event::{EventDetail, HostEvent};
+use super::outbox::queue;
 use super::session::Session;
 use super::stage;
 use super::upload;

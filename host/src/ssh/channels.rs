@@ -19,9 +19,6 @@ pub struct Pty {
     pub rows: u32,
 }
 
-/// A forwarded TCP connection, read and written like a socket.
-pub type ForwardedStream = russh::ChannelStream<Msg>;
-
 /// Where an interactive command's bytes go, and where window sizes come from.
 pub struct Terminal<I, O, E> {
     pub input: I,
@@ -34,7 +31,11 @@ pub struct Terminal<I, O, E> {
 impl Session {
     /// Ask the server to connect to `host:port` (as it resolves them) and hand the connection back:
     /// the last hop does the connecting, so a compute node only the login node can reach is reachable.
-    pub async fn forward(&self, host: &str, port: u16) -> Result<ForwardedStream, SshError> {
+    pub async fn forward(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<Msg>, SshError> {
         let channel = self
             .handle
             .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
@@ -65,22 +66,7 @@ impl Session {
             command: command.to_string(),
             reason,
         };
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| not_run(e.to_string()))?;
-        if let Some(pty) = &pty {
-            channel
-                .request_pty(true, &pty.term, pty.cols, pty.rows, 0, 0, &[])
-                .await
-                .map_err(|e| not_run(e.to_string()))?;
-        }
-        channel
-            .exec(true, command.as_str())
-            .await
-            .map_err(|e| not_run(e.to_string()))?;
-        let (mut reader, writer) = channel.split();
+        let (mut reader, writer) = self.start(command, pty.as_ref()).await?.split();
         let mut exit = Exit::Unknown;
         let mut buffer = vec![0u8; 32 << 10];
         let mut input_open = true;

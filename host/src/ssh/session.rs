@@ -284,6 +284,30 @@ impl Exec for Session {
 }
 
 impl Session {
+    /// A session channel running `command`, on a pseudo-terminal when `pty` is given.
+    pub(super) async fn start(
+        &self,
+        command: &ShellCommand,
+        pty: Option<&super::channels::Pty>,
+    ) -> Result<russh::Channel<client::Msg>, CommandError> {
+        let not_run = |e: russh::Error| CommandError::NotRun {
+            command: command.to_string(),
+            reason: e.to_string(),
+        };
+        let channel = self.handle.channel_open_session().await.map_err(not_run)?;
+        if let Some(pty) = pty {
+            channel
+                .request_pty(true, &pty.term, pty.cols, pty.rows, 0, 0, &[])
+                .await
+                .map_err(not_run)?;
+        }
+        channel
+            .exec(true, command.as_str())
+            .await
+            .map_err(not_run)?;
+        Ok(channel)
+    }
+
     /// One channel: the command, its input and end of file go out together, so a command costs one
     /// round trip to open the channel and one for the reply; input is sent as it is read.
     async fn run_reader<R: tokio::io::AsyncRead + Unpin>(
@@ -296,16 +320,7 @@ impl Session {
             command: command.to_string(),
             reason,
         };
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| not_run(e.to_string()))?;
-        channel
-            .exec(true, command.as_str())
-            .await
-            .map_err(|e| not_run(e.to_string()))?;
-        let (mut reader, writer) = channel.split();
+        let (mut reader, writer) = self.start(command, None).await?.split();
         // In large owned chunks: each becomes full-size packets (`data` would copy 8 KiB at a time,
         // one small packet each).
         let send = async {
