@@ -377,3 +377,111 @@ fn staging_shows_progress_on_a_terminal_only() {
     quiet.ok();
     assert!(!quiet.stderr.contains("staging"), "{}", quiet.stderr);
 }
+
+/// A graph's `workflow-*` events reach a callback once each, on the workflow's last job: begin, a
+/// task submitted per job with its id, and end with how the last job ended. A step that fails gets
+/// what runs after it cancelled by Slurm, so waiting ends and the workflow ends `CANCELLED`.
+#[test]
+fn a_graph_delivers_workflow_events_and_a_failed_step_cancels_what_follows() {
+    let project = Project::new();
+    let name = project.unique_name();
+    let ledger = project.install_plugin(slurmkit_e2e::artifacts::RUST_LEDGER);
+    project.slurmfile(&format!(
+        r#"{}
+[job]
+time = "1m"
+
+[jobs.a]
+name = "{name}-a"
+command = ["true"]
+
+[jobs.b]
+name = "{name}-b"
+after = ["a"]
+command = ["true"]
+
+[jobs.c]
+name = "{name}-c"
+after_any = ["b"]
+command = ["true"]
+
+[jobs.x]
+name = "{name}-x"
+command = ["false"]
+
+[jobs.y]
+name = "{name}-y"
+after = ["x"]
+command = ["true"]
+
+[jobs.z]
+name = "{name}-z"
+after = ["y"]
+command = ["true"]
+
+[[callbacks]]
+name = "ledger"
+plugin = "{ledger}"
+events = ["workflow-begin", "workflow-task-submitted", "workflow-end"]
+[callbacks.grants]
+write = ["ledger"]
+"#,
+        cluster().cluster_table()
+    ));
+    let run = project.run(&["submit", "c", "--wait"]);
+    run.ok();
+    let ids: Vec<&str> = run.stdout.lines().filter(|l| !l.contains(' ')).collect();
+    assert_eq!(ids.len(), 3, "{}", run.stdout);
+    let ledger = || std::fs::read_to_string(project.path().join("ledger/events.tsv")).unwrap();
+    let lines = ledger();
+    let of_kind = |lines: &str, kind: &str| -> Vec<String> {
+        lines
+            .lines()
+            .filter(|l| l.split('\t').nth(1) == Some(kind))
+            .map(|l| l.split('\t').skip(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(
+        of_kind(&lines, "WorkflowBegin"),
+        [format!("{name}-c ")],
+        "{lines}"
+    );
+    assert_eq!(
+        of_kind(&lines, "WorkflowTaskSubmitted"),
+        [
+            format!("{name}-c a={}", ids[0]),
+            format!("{name}-c b={}", ids[1]),
+            format!("{name}-c c={}", ids[2])
+        ],
+        "{lines}"
+    );
+    assert_eq!(
+        of_kind(&lines, "WorkflowEnd"),
+        [format!("{name}-c COMPLETED")],
+        "{lines}"
+    );
+    // Seeing the end again delivers nothing new.
+    project.run(&["status", ids[2]]).ok();
+    assert_eq!(ledger(), lines);
+
+    let failing = project.run(&["submit", "z", "--wait"]);
+    assert_ne!(
+        failing.code,
+        Some(0),
+        "{}{}",
+        failing.stdout,
+        failing.stderr
+    );
+    assert_eq!(
+        failing.stdout.matches("CANCELLED").count(),
+        2,
+        "y and z are cancelled once x failed:\n{}",
+        failing.stdout
+    );
+    let lines = ledger();
+    assert_eq!(
+        of_kind(&lines, "WorkflowEnd"),
+        [format!("{name}-c COMPLETED"), format!("{name}-z CANCELLED")],
+        "{lines}"
+    );
+}

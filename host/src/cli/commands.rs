@@ -320,9 +320,21 @@ async fn print_logs(
 /// Print the outcome and pick the exit code of the worst task.
 fn report_final(statuses: &[JobStatus]) -> ExitCode {
     let _ = print_table(statuses);
+    for status in statuses.iter().filter(|s| s.never_runs()) {
+        eprintln!(
+            "job {0} never runs: a job it runs after did not end the way its dependency requires. Slurm keeps it pending until it is cancelled: `slurmkit cancel {0}`",
+            status.job_id
+        );
+    }
     let worst = statuses
         .iter()
-        .map(|s| exit_code_for_state(s.state))
+        .map(|s| {
+            if s.never_runs() {
+                exit::JOB_FAILED
+            } else {
+                exit_code_for_state(s.state)
+            }
+        })
         .max()
         .unwrap_or(exit::JOB_FAILED);
     ExitCode::from(worst)

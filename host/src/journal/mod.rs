@@ -28,7 +28,8 @@ mod records;
 mod schema;
 mod shared;
 
-pub use records::{CallbackRoute, PolicyRecord, SubmissionState};
+pub use records::{CallbackRoute, Group, PolicyRecord, SubmissionState};
+use records::{SELECT, readable, submission_from_row};
 pub use shared::SharedJournal;
 
 use schema::MIGRATIONS;
@@ -84,6 +85,8 @@ pub struct Submission {
     pub callbacks: Option<Vec<CallbackRoute>>,
     /// The site policies that passed it, in the order they ran (the spec is as they left it).
     pub policies: Vec<PolicyRecord>,
+    /// The workflow it was submitted in, or the array it is a part of.
+    pub group: Group,
 }
 
 /// A callback delivery waiting or done.
@@ -177,6 +180,26 @@ impl Journal {
             params![id, serde_json::to_string(policies)?],
         )?;
         Ok(())
+    }
+
+    /// Record what a submission belongs to (in the transaction that began it).
+    pub fn record_group(&self, id: i64, group: &Group) -> Result<(), JournalError> {
+        self.conn.execute(
+            "UPDATE submissions SET group_json = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(group)?],
+        )?;
+        Ok(())
+    }
+
+    /// The other parts of the array whose first part is in `job_dir`, in the order they were recorded.
+    pub fn parts(&self, cluster: &str, job_dir: &str) -> Result<Vec<Submission>, JournalError> {
+        let mut statement = self.conn.prepare(&format!(
+            "{SELECT} WHERE cluster = ?1 AND json_extract(group_json, '$.part_of') = ?2 ORDER BY id"
+        ))?;
+        let rows = statement.query_map(params![cluster, job_dir], |row| {
+            Ok(submission_from_row(row))
+        })?;
+        readable(rows)
     }
 
     /// Set when a submission was recorded, for records imported from elsewhere (and tests of what
@@ -446,53 +469,6 @@ pub struct DeliveryState {
     pub state: String,
     pub attempts: u32,
     pub last_error: Option<String>,
-}
-
-const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json, callbacks_json, policies_json FROM submissions";
-
-fn submission_from_row(row: &rusqlite::Row<'_>) -> Result<Submission, JournalError> {
-    let spec_json: String = row.get(4)?;
-    let state: String = row.get(7)?;
-    let job_id: Option<String> = row.get(8)?;
-    let last_status: Option<String> = row.get(10)?;
-    let callbacks: Option<String> = row.get(11)?;
-    let policies: Option<String> = row.get(12)?;
-    Ok(Submission {
-        id: row.get(0)?,
-        cluster: row.get(1)?,
-        job_name: row.get(2)?,
-        job_dir: row.get(3)?,
-        spec: serde_json::from_str(&spec_json)?,
-        spec_sha256: row.get(5)?,
-        renderer: row.get(6)?,
-        state: SubmissionState::parse(&state),
-        job_id: job_id.and_then(|id| JobId::parse(&id).ok()),
-        created_ms: row.get(9)?,
-        last_status: last_status.and_then(|s| serde_json::from_str(&s).ok()),
-        callbacks: callbacks.and_then(|json| {
-            serde_json::from_str(&json)
-                .inspect_err(|e| tracing::warn!("unreadable callbacks of a journaled submission ({e}); using the Slurmfile's"))
-                .ok()
-        }),
-        policies: policies
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default(),
-    })
-}
-
-/// The rows that read back; one this version cannot read (written by a newer slurmkit, say) is logged
-/// and skipped rather than making every listing fail.
-fn readable(
-    rows: impl Iterator<Item = rusqlite::Result<Result<Submission, JournalError>>>,
-) -> Result<Vec<Submission>, JournalError> {
-    let mut submissions = Vec::new();
-    for row in rows {
-        match row? {
-            Ok(submission) => submissions.push(submission),
-            Err(e) => tracing::warn!("skipping a journal entry this slurmkit cannot read: {e}"),
-        }
-    }
-    Ok(submissions)
 }
 
 /// Apply the migrations not yet applied, in one exclusive transaction.

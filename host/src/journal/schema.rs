@@ -63,4 +63,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         started_ms INTEGER NOT NULL,
         ended_ms INTEGER
     );",
+    // 7: what a submission belongs to besides itself: the workflow (job graph) it was submitted in,
+    // or the array it is a part of when an array was split at the cluster's MaxArraySize.
+    "ALTER TABLE submissions ADD COLUMN group_json TEXT;",
 ];

@@ -46,6 +46,11 @@ pub enum EventDetail {
     Outputs(Vec<String>),
     /// `run-end`: how the payload ended on the node.
     Run(RunInfo),
+    /// `workflow-task-submitted`: a job of the workflow (its name in the Slurmfile) and its id.
+    WorkflowTask {
+        name: String,
+        job_id: String,
+    },
 }
 
 impl HostEvent {
@@ -71,6 +76,12 @@ impl HostEvent {
                         previous: previous.as_ref().map(JobStatus::to_wit),
                         current: current.to_wit(),
                         terminal: current.state.is_terminal(),
+                    })
+                }
+                EventDetail::WorkflowTask { name, job_id } => {
+                    wit::EventDetail::WorkflowTask(wit::latest::types::WorkflowTask {
+                        task_name: name.clone(),
+                        task_job_id: job_id.clone(),
                     })
                 }
                 EventDetail::Outputs(paths) => wit::EventDetail::Outputs(paths.clone()),

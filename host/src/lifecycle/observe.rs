@@ -75,8 +75,10 @@ pub async fn observe(session: &Session, ids: &[JobId]) -> Result<Vec<JobStatus>,
             None => aggregate(&job_id, &statuses),
         };
         let previous = submission.last_status.as_ref();
-        let changed =
-            current.state != JobState::Unknown && previous.is_none_or(|p| p.state != current.state);
+        // A pending job learning it never runs is news too (its state stays PENDING).
+        let changed = current.state != JobState::Unknown
+            && previous
+                .is_none_or(|p| p.state != current.state || p.never_runs() != current.never_runs());
         if changed
             && !session
                 .outbox
@@ -100,7 +102,7 @@ pub async fn observe(session: &Session, ids: &[JobId]) -> Result<Vec<JobStatus>,
     Ok(observed)
 }
 
-/// Poll until every job (every task of an array) is terminal, with one shared query per round. Starts
+/// Poll until every job (every task of an array) is terminal or never runs, with one shared query per round. Starts
 /// fast and backs off to 30 s, so a short job is seen finishing within a second and a long one costs the
 /// controller little. Failing Slurm commands (a controller restarting) and a dropped connection
 /// (reconnected, saying so on stderr) are ridden out for about ten minutes.
@@ -133,7 +135,8 @@ pub async fn wait(
                     interval = Duration::from_millis(250);
                     last_states = states;
                 }
-                if !statuses.is_empty() && statuses.iter().all(|s| s.state.is_terminal()) {
+                // A job that never runs (a job it runs after failed) would keep a wait going forever.
+                if !statuses.is_empty() && statuses.iter().all(JobStatus::settled) {
                     return Ok(statuses);
                 }
             }

@@ -285,8 +285,20 @@ impl Outbox {
                 &submission.spec,
                 &submission.job_dir,
                 Some(&job_id),
-                detail,
+                detail.clone(),
                 &format!(":{job_id}"),
+            );
+            queued &= self.enqueue(submission.id, &routes, &ended).await;
+        }
+        // A workflow ends with its last job: when that ends, or is seen never to run.
+        if current.settled() && submission.group.workflow.as_deref() == Some(&submission.job_dir) {
+            let ended = self.event(
+                EventKind::WorkflowEnd,
+                &submission.spec,
+                &submission.job_dir,
+                Some(&job_id),
+                detail,
+                "",
             );
             queued &= self.enqueue(submission.id, &routes, &ended).await;
         }

@@ -30,6 +30,11 @@ pub struct DependencyDir {
     pub dir: String,
 }
 
+/// A job that runs after another job of its Slurmfile is cancelled by Slurm when that one ends in a
+/// way its dependency does not accept, and so on down a graph: otherwise it would stay pending
+/// forever, and every job after it too. Added unless the renderer already chose.
+const KILL_ON_INVALID_DEP: &str = "#SBATCH --kill-on-invalid-dep=yes\n";
+
 /// The lines slurmkit adds after the script's `#SBATCH` block (POSIX sh); with `runner`, first of all
 /// the hand-over to the node-side runner.
 pub fn prologue(
@@ -37,7 +42,11 @@ pub fn prologue(
     dependencies: &[DependencyDir],
     runner: Option<&RunnerRef>,
 ) -> String {
-    let mut out = String::from(
+    let mut out = String::new();
+    if !spec.after.is_empty() {
+        out.push_str(KILL_ON_INVALID_DEP);
+    }
+    out.push_str(
         "# slurmkit: where this job's arguments, result and dependencies are, and its inputs checked\n\
          SLURMKIT_JOB_DIR=${SLURM_SUBMIT_DIR:-$PWD}; export SLURMKIT_JOB_DIR\n",
     );
@@ -95,6 +104,12 @@ pub fn with_prologue(job: &str, script: &str, prologue: &str) -> Result<String, 
             ),
         });
     }
+    let prologue = if script.contains("--kill-on-invalid-dep") {
+        prologue.replacen(KILL_ON_INVALID_DEP, "", 1)
+    } else {
+        prologue.to_string()
+    };
+    let prologue = prologue.as_str();
     let mut out = String::with_capacity(script.len() + prologue.len());
     let mut placed = false;
     for line in script.split_inclusive('\n') {

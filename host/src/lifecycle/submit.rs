@@ -15,7 +15,7 @@ use super::outbox::queue;
 use super::session::Session;
 use super::stage;
 use super::upload;
-use crate::journal::{CallbackRoute, Journal, JournalError, PolicyRecord};
+use crate::journal::{CallbackRoute, Group, Journal, JournalError, PolicyRecord};
 use crate::plugin::policy::{Policed, Policies};
 use crate::plugin::renderer::Renderer;
 use crate::slurm::SlurmError;
@@ -185,10 +185,12 @@ pub async fn submit(
             Err(error) => results[index] = Some(failed(&spec, error)),
         }
     }
+    let workflow = workflow_of(specs, &rendered);
     // Journal them all as `submitting` before anything is sent: a job that reaches sbatch is always on
     // record.
     let node_plan = node.as_ref().map(|n| n.plan.as_slice());
-    let prepared = match journal_all(session, renderer, rendered, node_plan).await {
+    let journaled = journal_all(session, renderer, rendered, node_plan, workflow.as_deref());
+    let prepared = match journaled.await {
         Ok(prepared) => prepared,
         Err(unrecorded) => {
             for (job, error) in unrecorded {
@@ -239,7 +241,7 @@ pub async fn submit(
             .iter()
             .map(|job| (job.index, job.spec.clone()))
             .collect();
-        for (index, result) in settle_all(session, prepared, reply).await {
+        for (index, result) in settle_all(session, prepared, reply, workflow.as_deref()).await {
             // The policies see each id sbatch returned; nothing they do changes the job now.
             let job_id = match &result {
                 Ok(job) => Some(&job.job_id),
@@ -257,6 +259,19 @@ pub async fn submit(
     finished(results)
 }
 
+/// The job directory of a workflow's last job, when the batch is a workflow: some job runs after
+/// another job of the batch. The last job asked for is the workflow's: its submission carries the
+/// `workflow-*` events (when it was rendered; without it there is no workflow to speak of).
+fn workflow_of(specs: &[JobSpec], rendered: &[Rendered]) -> Option<String> {
+    let linked = specs.iter().any(|spec| {
+        spec.after
+            .iter()
+            .any(|after| specs.iter().any(|s| s.entry.as_ref() == Some(&after.job)))
+    });
+    let last = rendered.last()?;
+    (linked && last.index + 1 == specs.len()).then(|| last.dir.clone())
+}
+
 fn finished(results: Vec<Option<JobResult>>) -> Vec<JobResult> {
     results
         .into_iter()
@@ -271,23 +286,29 @@ async fn journal_all(
     renderer: &Renderer,
     rendered: Vec<Rendered>,
     node_plan: Option<&[u8]>,
+    workflow: Option<&str>,
 ) -> Result<Vec<Prepared>, Vec<(Rendered, LifecycleError)>> {
     let cluster = session.target.key.clone();
     let provenance = renderer.spec().provenance();
     let routes = session.outbox.routes().to_vec();
-    let events: Vec<HostEvent> = rendered
+    let events: Vec<Vec<HostEvent>> = rendered
         .iter()
         .map(|job| {
-            session.outbox.event(
-                EventKind::PackagingBegin,
-                &job.spec,
-                &job.dir,
-                None,
-                EventDetail::None,
-                "",
-            )
+            let event = |kind| {
+                let (detail, dir) = (EventDetail::None, &job.dir);
+                session.outbox.event(kind, &job.spec, dir, None, detail, "")
+            };
+            let mut events = vec![event(EventKind::PackagingBegin)];
+            if workflow == Some(job.dir.as_str()) {
+                events.insert(0, event(EventKind::WorkflowBegin));
+            }
+            events
         })
         .collect();
+    let group = Group {
+        workflow: workflow.map(str::to_string),
+        ..Group::default()
+    };
     let records: Vec<(JobSpec, String, Vec<PolicyRecord>)> = rendered
         .iter()
         .map(|job| (job.spec.clone(), job.dir.clone(), job.policies.clone()))
@@ -299,12 +320,17 @@ async fn journal_all(
                 records
                     .iter()
                     .zip(&events)
-                    .map(|((spec, dir, policies), event)| {
+                    .map(|((spec, dir, policies), events)| {
                         let id = j.begin_submission(&cluster, dir, spec, &provenance, &routes)?;
                         if !policies.is_empty() {
                             j.record_policies(id, policies)?;
                         }
-                        queue(j, id, &routes, event);
+                        if group != Group::default() {
+                            j.record_group(id, &group)?;
+                        }
+                        for event in events {
+                            queue(j, id, &routes, event);
+                        }
                         Ok(id)
                     })
                     .collect::<Result<Vec<i64>, JournalError>>()
@@ -352,9 +378,11 @@ async fn settle_all(
     session: &Session,
     prepared: Vec<Prepared>,
     reply: exchange::Reply,
+    workflow: Option<&str>,
 ) -> Vec<(usize, JobResult)> {
     let routes = session.outbox.routes().to_vec();
     let mut plans = Vec::new();
+    let mut tasks = Vec::new();
     for ((job, outcome), staged) in prepared.into_iter().zip(reply.outcomes).zip(reply.staged) {
         let outbox = &session.outbox;
         let mut events = Vec::new();
@@ -374,6 +402,8 @@ async fn settle_all(
                     EventDetail::Submitted(id.clone()),
                     "",
                 ));
+                let name = job.spec.entry.as_ref().map_or(&job.spec.name, |e| e);
+                tasks.push((name.to_string(), id, job.staged.dir_name.clone()));
                 Settled::Submitted(job_id)
             }
             Outcome::Refused { status, message } => {
@@ -393,6 +423,21 @@ async fn settle_all(
             }),
         };
         plans.push((job, events, settled));
+    }
+    // Each job of a workflow that was queued, told on the workflow's own submission.
+    if let Some((last, events, _)) = plans
+        .iter_mut()
+        .find(|(job, ..)| Some(job.dir.as_str()) == workflow)
+    {
+        for (name, job_id, dir_name) in tasks {
+            let detail = EventDetail::WorkflowTask { name, job_id };
+            let (kind, suffix) = (EventKind::WorkflowTaskSubmitted, format!(":{dir_name}"));
+            events.push(
+                session
+                    .outbox
+                    .event(kind, &last.spec, &last.dir, None, detail, &suffix),
+            );
+        }
     }
     let writes: Vec<JournalWrite> = plans
         .iter()

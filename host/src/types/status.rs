@@ -44,6 +44,21 @@ impl JobStatus {
             source,
         }
     }
+
+    /// Whether the job is pending for good: a job it runs after ended in a way its dependency does
+    /// not accept (Slurm's `DependencyNeverSatisfied`), so it will never start unless cancelled.
+    pub fn never_runs(&self) -> bool {
+        self.state == JobState::Pending
+            && self
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("DependencyNeverSatisfied"))
+    }
+
+    /// Whether nothing more will happen to the job by itself: it ended, or it never runs.
+    pub fn settled(&self) -> bool {
+        self.state.is_terminal() || self.never_runs()
+    }
 }
 
 /// An array job's state, from its tasks': running while any task is, otherwise how they ended — COMPLETED
@@ -78,6 +93,7 @@ pub fn aggregate(array: &JobId, tasks: &[JobStatus]) -> JobStatus {
         .find(|t| !t.state.is_terminal() && t.state != JobState::Unknown)
     {
         status.state = waiting.state;
+        status.reason = waiting.reason.clone();
     } else if !tasks.is_empty() && tasks.iter().all(|t| t.state == JobState::Completed) {
         status.state = JobState::Completed;
         status.exit_code = Some(0);
@@ -108,6 +124,23 @@ impl JobStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_whose_dependency_can_never_be_met_is_settled() {
+        let mut status = JobStatus::new(
+            JobId::parse("7").unwrap(),
+            JobState::Pending,
+            StatusSource::Squeue,
+        );
+        status.reason = Some("Dependency".into());
+        assert!(!status.never_runs() && !status.settled());
+        status.reason = Some("DependencyNeverSatisfied".into());
+        assert!(status.never_runs() && status.settled());
+        let array = aggregate(&JobId::parse("8").unwrap(), std::slice::from_ref(&status));
+        assert!(array.never_runs(), "an array waits for the reason its tasks wait");
+        status.state = JobState::Cancelled;
+        assert!(!status.never_runs() && status.settled());
+    }
 
     #[test]
     fn arrays_aggregate_their_tasks() {

@@ -39,6 +39,7 @@ impl Guest for Ledger {
                 .unwrap_or_default()
                 .to_uppercase(),
             EventDetail::Submitted(id) => format!("id={id}"),
+            EventDetail::WorkflowTask(task) => format!("{}={}", task.task_name, task.task_job_id),
             _ => String::new(),
         };
         let kind = format!("{:?}", event.kind);
