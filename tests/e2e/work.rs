@@ -485,3 +485,129 @@ write = ["ledger"]
         "{lines}"
     );
 }
+
+/// An array of items larger than one array may be is split into several arrays, each task reading its
+/// own item (`SLURMKIT_ITEM`) and writing its result and outputs into the first array's directory;
+/// `result`, `status`, `fetch` and the job that runs after it take every part in.
+#[test]
+fn an_array_past_the_array_size_limit_is_split_and_taken_in_whole() {
+    let project = Project::new();
+    let name = project.unique_name();
+    project.write("data/a.csv", "x\n1\n2\n");
+    let items: Vec<String> = (1..=7).map(|f| format!("{{ factor = {f} }}")).collect();
+    project.slurmfile(&format!(
+        r#"{cluster}max_array_size = 3
+
+[job]
+time = "2m"
+
+[jobs.sweep]
+name = "{name}-sweep"
+inputs = ["data/a.csv"]
+items = [{items}]
+max_concurrent = 2
+outputs = ["out/"]
+script = """
+set -eu
+mkdir -p out
+# The later parts take longer: the job after this one must wait for them too.
+[ "$SLURMKIT_ITEM" -lt 3 ] || sleep 2
+python3 - <<'EOF'
+import json, os
+item = json.load(open(os.environ["SLURMKIT_ARGS"]))
+rows = len(open("data/a.csv").read().splitlines())
+n = int(os.environ["SLURMKIT_ITEM"])
+json.dump({{"item": n, "task": int(os.environ["SLURM_ARRAY_TASK_ID"]), "value": item["factor"] * rows}}, open(os.environ["SLURMKIT_RESULT"], "w"))
+open("out/%d.txt" % n, "w").write("%d\\n" % (item["factor"] * rows))
+EOF
+"""
+
+[jobs.collect]
+name = "{name}-collect"
+after = ["sweep"]
+script = """
+python3 -c 'import glob, json, os; d = os.environ["SLURMKIT_DEP_SWEEP"]; v = [json.load(open(f))["value"] for f in glob.glob(d + "/results/*.json")]; json.dump({{"count": len(v), "sum": sum(v)}}, open(os.environ["SLURMKIT_RESULT"], "w"))'
+"""
+"#,
+        cluster = cluster().cluster_table(),
+        items = items.join(", ")
+    ));
+    let run = project.run(&["submit", "collect", "--wait"]);
+    run.ok().stderr_contains("so it was split");
+    let ids: Vec<&str> = run.stdout.lines().filter(|l| !l.contains(' ')).collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "one id for the sweep, one for collect:\n{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.matches("COMPLETED ").count(),
+        8,
+        "seven tasks in three arrays, and collect:\n{}",
+        run.stdout
+    );
+    let (sweep, collect) = (ids[0], ids[1]);
+    let results: serde_json::Value =
+        serde_json::from_str(&project.run(&["result", sweep]).ok().stdout).unwrap();
+    let expected: Vec<serde_json::Value> = (0..7)
+        .map(|i| serde_json::json!({"item": i, "task": i % 3, "value": (i + 1) * 3}))
+        .collect();
+    assert_eq!(
+        results,
+        serde_json::Value::Array(expected),
+        "item order across the parts"
+    );
+    let collected: serde_json::Value =
+        serde_json::from_str(&project.run(&["result", collect]).ok().stdout).unwrap();
+    assert_eq!(
+        collected,
+        serde_json::json!({"count": 7, "sum": 84}),
+        "after every part"
+    );
+    let status = project.run(&["status", sweep]);
+    status.ok();
+    assert_eq!(
+        status.stdout.matches("COMPLETED ").count(),
+        7,
+        "every task of every part:\n{}",
+        status.stdout
+    );
+    let fetched = project.path().join("fetched");
+    project
+        .run(&["fetch", sweep, "--to", fetched.to_str().unwrap()])
+        .ok();
+    for i in 0..7 {
+        assert_eq!(
+            std::fs::read_to_string(fetched.join(format!("out/{i}.txt"))).unwrap(),
+            format!("{}\n", (i + 1) * 3)
+        );
+    }
+}
+
+/// The limit comes from the cluster too: the test cluster's MaxArraySize is 1001, so 1002 items make
+/// two arrays, and cancelling the job cancels both.
+#[test]
+fn the_clusters_max_array_size_splits_an_array_and_cancel_takes_every_part() {
+    let project = Project::new();
+    let name = project.unique_name();
+    let lines: Vec<String> = (0..1002).map(|i| format!("{{\"i\": {i}}}")).collect();
+    project.write("params.jsonl", &(lines.join("\n") + "\n"));
+    project.slurmfile(&format!(
+        "{}\n[job]\nname = \"{name}\"\ntime = \"1m\"\nitems_file = \"params.jsonl\"\nextra_directives = [\"--begin=now+1hour\"]\ncommand = [\"true\"]\n",
+        cluster().cluster_table()
+    ));
+    let run = project.run(&["submit"]);
+    run.ok()
+        .stderr_contains("1002 items")
+        .stderr_contains("so it was split");
+    let id = run.first_line();
+    project.run(&["cancel", &id]).ok().stderr_contains(", ");
+    let waited = project.run(&["wait", &id]);
+    assert_eq!(
+        waited.stdout.matches("CANCELLED").count(),
+        2,
+        "{}",
+        waited.stdout
+    );
+}

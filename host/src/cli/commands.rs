@@ -121,7 +121,7 @@ async fn render(plan: &Plan, job: Option<String>) -> Result<ExitCode, Failure> {
     let script = stage::with_prologue(
         spec.name.as_str(),
         &script,
-        &stage::prologue(&spec, &dependencies, None),
+        &stage::prologue(&spec, &dependencies, None, None),
     )?;
     let mut out = std::io::stdout().lock();
     out.write_all(script.as_bytes())?;
@@ -175,6 +175,16 @@ async fn submit(
                         "Submitted job {} ({}) in {}",
                         job.job_id, spec.name, job.job_dir
                     );
+                    if !job.parts.is_empty() {
+                        let parts: Vec<&str> = job.parts.iter().map(JobId::as_str).collect();
+                        eprintln!(
+                            "  its {} items are more than one array may hold here, so it was split: job {} runs the first, then {} (`wait`, `status`, `result` and `cancel` of {} take them all in)",
+                            spec.items.len(),
+                            job.job_id,
+                            parts.join(", "),
+                            job.job_id
+                        );
+                    }
                     submitted.push(job.job_id);
                 }
                 Err(error) => {
@@ -233,7 +243,7 @@ async fn status(plan: &Plan, ids: &[JobId], json: bool) -> Result<ExitCode, Fail
                 .filter_map(|s| s.job_id)
                 .collect()
         } else {
-            ids.to_vec()
+            crate::lifecycle::split::with_parts(session, ids).await?
         };
         let statuses = observe::observe(session, &ids).await?;
         if json {
@@ -263,6 +273,7 @@ async fn wait(plan: &Plan, ids: &[JobId], timeout: Option<u64>) -> Result<ExitCo
 async fn cancel(plan: &Plan, ids: &[JobId]) -> Result<ExitCode, Failure> {
     let engine = engine(plan)?;
     in_session(plan, plan.target().await?, &engine, async |session| {
+        let ids = &crate::lifecycle::split::with_parts(session, ids).await?;
         let statuses = observe::observe(session, ids).await?;
         let (mut live, mut code) = (Vec::new(), ExitCode::SUCCESS);
         for id in ids {

@@ -95,6 +95,9 @@ pub struct ClusterSettings {
     pub server_alive_interval: Option<u64>,
     /// The ssh_config file to read host aliases from (default ~/.ssh/config), or `"none"`.
     pub ssh_config: Option<String>,
+    /// Split arrays of items into arrays of at most this many tasks (the cluster's MaxArraySize
+    /// applies too), say to stay under a per-user job limit.
+    pub max_array_size: Option<u64>,
 }
 
 /// `[job]` and `[jobs.<name>]`: the job vocabulary, every key optional so layers can merge.

@@ -80,6 +80,9 @@ pub struct Group {
     /// first part, which holds the items, the results and the outputs of every part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_of: Option<String>,
+    /// For a later part: the index of its first item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 pub(super) const SELECT: &str = "SELECT id, cluster, job_name, job_dir, spec_json, spec_sha256, renderer, state, job_id, created_ms, last_status_json, callbacks_json, policies_json, group_json FROM submissions";

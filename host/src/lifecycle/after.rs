@@ -8,15 +8,23 @@ use super::LifecycleError;
 use super::session::Session;
 use super::stage::DependencyDir;
 use crate::journal::Submission;
+use crate::types::names::JobId;
 use crate::types::spec::JobSpec;
 use crate::types::work::dependency_variable;
+
+/// A job submitted earlier that a job of this batch runs after: its submission, and the ids of its
+/// later parts when it is an array split at the cluster's MaxArraySize.
+pub(super) struct Earlier {
+    pub submission: Submission,
+    pub parts: Vec<JobId>,
+}
 
 /// The latest submission with a job id of each job named in an `after` that is not in this batch,
 /// by entry name.
 pub(super) async fn earlier_submissions(
     session: &Session,
     specs: &[JobSpec],
-) -> BTreeMap<String, Submission> {
+) -> BTreeMap<String, Earlier> {
     let project = specs.iter().find_map(|s| s.project.clone());
     let in_batch: Vec<String> = specs
         .iter()
@@ -51,7 +59,18 @@ pub(super) async fn earlier_submissions(
             found.entry(entry).or_insert(submission);
         }
     }
-    found
+    let mut earlier = BTreeMap::new();
+    for (entry, submission) in found {
+        let parts = match super::split::later_parts(session, &submission).await {
+            Ok(parts) => parts.into_iter().filter_map(|p| p.job_id).collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the parts of job {entry} from the journal: {e}");
+                Vec::new()
+            }
+        };
+        earlier.insert(entry, Earlier { submission, parts });
+    }
+    earlier
 }
 
 /// For job `index` of the batch: the dependency directories its prologue names, and the exchange's
@@ -62,9 +81,9 @@ pub(super) fn dependencies<T>(
     index: usize,
     spec: &JobSpec,
     batch: &[JobSpec],
-    dir_names: &[String],
+    (dir_names, part_dirs): (&[String], &[Vec<String>]),
     base: &str,
-    earlier: &BTreeMap<String, Submission>,
+    earlier: &BTreeMap<String, Earlier>,
     failed: &[Option<Result<T, LifecycleError>>],
 ) -> Result<(Vec<DependencyDir>, String), LifecycleError> {
     if spec.after.is_empty() {
@@ -77,23 +96,29 @@ pub(super) fn dependencies<T>(
         let position = batch[..index]
             .iter()
             .position(|s| s.entry.as_ref() == Some(&after.job));
-        let (reference, dir) = match position {
+        // A job split into several arrays is after all of them.
+        let (references, dir) = match position {
             Some(p) => {
                 if matches!(failed.get(p), Some(Some(Err(_)))) {
                     return Err(LifecycleError::DependencyNotSubmitted { dependency: name });
                 }
+                let parts = part_dirs.get(p).into_iter().flatten();
                 (
-                    format!("@{}", dir_names[p]),
+                    std::iter::once(&dir_names[p])
+                        .chain(parts)
+                        .map(|d| format!("@{d}"))
+                        .collect::<Vec<_>>(),
                     format!("{base}/{}", dir_names[p]),
                 )
             }
             None => match earlier.get(&name) {
-                Some(submission) => (
+                Some(Earlier { submission, parts }) => (
                     submission
                         .job_id
-                        .as_ref()
+                        .iter()
+                        .chain(parts)
                         .map(|id| id.to_string())
-                        .unwrap_or_default(),
+                        .collect(),
                     submission.job_dir.clone(),
                 ),
                 None => return Err(LifecycleError::NoEarlierSubmission { dependency: name }),
@@ -102,7 +127,7 @@ pub(super) fn dependencies<T>(
         clauses
             .entry(after.kind.as_str())
             .or_default()
-            .push(reference);
+            .extend(references);
         dirs.push(DependencyDir {
             variable: dependency_variable(&after.job),
             dir,

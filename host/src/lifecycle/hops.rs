@@ -126,6 +126,7 @@ pub(super) fn target(settings: &ClusterSettings, base: &Path) -> Result<Target, 
             key: "local".into(),
             backend: Backend::Local,
             job_base_dir,
+            max_array_size: settings.max_array_size,
         });
     }
     let Some(host) = settings.hostname.as_ref().map(|h| h.as_str().to_string()) else {
@@ -216,6 +217,7 @@ pub(super) fn target(settings: &ClusterSettings, base: &Path) -> Result<Target, 
             transport,
         },
         job_base_dir,
+        max_array_size: settings.max_array_size,
     })
 }
 

@@ -112,6 +112,8 @@ pub async fn wait(
     timeout: Option<Duration>,
 ) -> Result<Vec<JobStatus>, LifecycleError> {
     let started = Instant::now();
+    // An array split at the cluster's MaxArraySize ends when all its parts do.
+    let ids = &super::split::with_parts(session, ids).await?;
     let mut interval = Duration::from_millis(250);
     let mut last_states: Vec<(JobId, JobState)> = Vec::new();
     let mut failing_since: Option<Instant> = None;

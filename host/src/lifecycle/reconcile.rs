@@ -170,6 +170,7 @@ async fn recovered(
         submission_id: submission.id,
         job_id,
         job_dir: submission.job_dir.clone(),
+        parts: Vec::new(),
     };
     record_submitted(session, &submitted, &submission.spec).await?;
     tracing::warn!(

@@ -30,6 +30,8 @@ pub struct Target {
     pub backend: Backend,
     /// Where job directories go; `~/` and relative paths are under the remote home directory.
     pub job_base_dir: String,
+    /// The most tasks of one array of items, when configured lower than the cluster's MaxArraySize.
+    pub max_array_size: Option<u64>,
 }
 
 impl Target {

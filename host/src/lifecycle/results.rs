@@ -179,17 +179,44 @@ async fn array_results(
     submission: &Submission,
 ) -> Result<serde_json::Value, ResultError> {
     let spec = &submission.spec;
+    // Which array runs which item: the job alone, or the parts of an array split at MaxArraySize (a
+    // later part's results are in its first part's directory, under their item's index).
+    let (dir, first, mut arrays) = match (&submission.group.part_of, submission.group.offset) {
+        (Some(first_dir), Some(offset)) => {
+            (first_dir.clone(), offset, vec![(job_id.clone(), offset)])
+        }
+        _ => {
+            let parts = super::split::later_parts(session, submission).await?;
+            let mut arrays = vec![(job_id.clone(), 0)];
+            arrays.extend(
+                parts
+                    .into_iter()
+                    .filter_map(|p| Some((p.job_id?, p.group.offset?))),
+            );
+            (submission.job_dir.clone(), 0, arrays)
+        }
+    };
+    arrays.sort_by_key(|(_, offset)| *offset);
+    let task_id = |item: u64| {
+        let (array, offset) = arrays
+            .iter()
+            .rev()
+            .find(|(_, offset)| *offset <= item)
+            .unwrap_or(&arrays[0]);
+        JobId::parse(&format!("{}_{}", array.base(), item - offset))
+            .unwrap_or_else(|_| array.clone())
+    };
     let tasks: Vec<u64> = if spec.items.is_empty() {
         spec.array
             .as_ref()
             .map(|a| a.indices(1_000_000))
             .unwrap_or_default()
     } else {
-        (0..spec.items.len() as u64).collect()
+        (first..first + spec.items.len() as u64).collect()
     };
     let packed = pack(
         &session.conn,
-        &submission.job_dir,
+        &dir,
         &[RESULTS_DIR.to_string()],
         MAX_RESULT_BYTES,
     )
@@ -217,11 +244,7 @@ async fn array_results(
     let mut missing = Vec::new();
     for task in &tasks {
         match found.get(task) {
-            Some(bytes) => {
-                let task_id = JobId::parse(&format!("{}_{task}", job_id.base()))
-                    .unwrap_or_else(|_| job_id.clone());
-                list.push(parse(&task_id, bytes)?);
-            }
+            Some(bytes) => list.push(parse(&task_id(*task), bytes)?),
             None => {
                 list.push(serde_json::Value::Null);
                 missing.push(*task);
@@ -231,16 +254,12 @@ async fn array_results(
     if missing.is_empty() {
         return Ok(serde_json::Value::Array(list));
     }
-    // Why each is missing: one query for the array's tasks.
-    let statuses = observe::observe(session, std::slice::from_ref(job_id))
-        .await
-        .unwrap_or_default();
+    // Why each is missing: one query for the arrays' tasks.
+    let ids: Vec<JobId> = arrays.iter().map(|(id, _)| id.clone()).collect();
+    let statuses = observe::observe(session, &ids).await.unwrap_or_default();
     let state_of = |task: u64| {
-        let id = format!("{}_{task}", job_id.base());
-        statuses
-            .iter()
-            .find(|s| s.job_id.as_str() == id)
-            .map(|s| s.state)
+        let id = task_id(task);
+        statuses.iter().find(|s| s.job_id == id).map(|s| s.state)
     };
     let described = missing
         .iter()

@@ -35,34 +35,58 @@ pub struct DependencyDir {
 /// forever, and every job after it too. Added unless the renderer already chose.
 const KILL_ON_INVALID_DEP: &str = "#SBATCH --kill-on-invalid-dep=yes\n";
 
+/// For a later part of an array split at the cluster's MaxArraySize: the first part's job directory
+/// (absolute), which holds the items, results and outputs of all, and the index of its first item.
+#[derive(Debug, Clone, Copy)]
+pub struct PartOf<'a> {
+    pub first_dir: &'a str,
+    pub offset: u64,
+}
+
 /// The lines slurmkit adds after the script's `#SBATCH` block (POSIX sh); with `runner`, first of all
-/// the hand-over to the node-side runner.
+/// the hand-over to the node-side runner. A task of an array of items reads item `SLURMKIT_ITEM` (its
+/// task id, plus `part`'s offset for a later part of a split array).
 pub fn prologue(
     spec: &JobSpec,
     dependencies: &[DependencyDir],
     runner: Option<&RunnerRef>,
+    part: Option<PartOf>,
 ) -> String {
     let mut out = String::new();
     if !spec.after.is_empty() {
         out.push_str(KILL_ON_INVALID_DEP);
     }
     out.push_str(
-        "# slurmkit: where this job's arguments, result and dependencies are, and its inputs checked\n\
-         SLURMKIT_JOB_DIR=${SLURM_SUBMIT_DIR:-$PWD}; export SLURMKIT_JOB_DIR\n",
+        "# slurmkit: where this job's arguments, result and dependencies are, and its inputs checked\n",
     );
+    match part {
+        None => out.push_str(
+            "SLURMKIT_JOB_DIR=${SLURM_SUBMIT_DIR:-$PWD}; export SLURMKIT_JOB_DIR\n",
+        ),
+        // Submitted from its own directory: work in the first part's, where its outputs are fetched.
+        Some(part) => out.push_str(&format!(
+            "SLURMKIT_JOB_DIR={}; export SLURMKIT_JOB_DIR\n\
+             if [ \"$PWD\" = \"${{SLURM_SUBMIT_DIR:-}}\" ]; then cd -- \"$SLURMKIT_JOB_DIR\" || exit 1; fi\n",
+            quote(part.first_dir)
+        )),
+    }
     if let Some(runner) = runner {
         out.push_str(&prologue_block(runner));
     }
-    let args = if spec.items.is_empty() {
-        format!("\"$SLURMKIT_JOB_DIR/{ARGS_FILE}\"")
+    if spec.items.is_empty() {
+        out.push_str(&format!(
+            "if [ -n \"${{SLURM_ARRAY_TASK_ID:-}}\" ]; then SLURMKIT_RESULT=\"$SLURMKIT_JOB_DIR/{RESULTS_DIR}/$SLURM_ARRAY_TASK_ID.json\"; \
+             else SLURMKIT_RESULT=\"$SLURMKIT_JOB_DIR/{RESULT_FILE}\"; fi\n\
+             SLURMKIT_ARGS=\"$SLURMKIT_JOB_DIR/{ARGS_FILE}\"; export SLURMKIT_ARGS SLURMKIT_RESULT\n"
+        ));
     } else {
-        format!("\"$SLURMKIT_JOB_DIR/{ITEMS_DIR}/$SLURM_ARRAY_TASK_ID.json\"")
-    };
-    out.push_str(&format!(
-        "if [ -n \"${{SLURM_ARRAY_TASK_ID:-}}\" ]; then SLURMKIT_RESULT=\"$SLURMKIT_JOB_DIR/{RESULTS_DIR}/$SLURM_ARRAY_TASK_ID.json\"; \
-         else SLURMKIT_RESULT=\"$SLURMKIT_JOB_DIR/{RESULT_FILE}\"; fi\n\
-         SLURMKIT_ARGS={args}; export SLURMKIT_ARGS SLURMKIT_RESULT\n"
-    ));
+        let offset = part.map_or(0, |p| p.offset);
+        out.push_str(&format!(
+            "SLURMKIT_ITEM=$(({offset} + ${{SLURM_ARRAY_TASK_ID:-0}})); export SLURMKIT_ITEM\n\
+             SLURMKIT_ARGS=\"$SLURMKIT_JOB_DIR/{ITEMS_DIR}/$SLURMKIT_ITEM.json\"; \
+             SLURMKIT_RESULT=\"$SLURMKIT_JOB_DIR/{RESULTS_DIR}/$SLURMKIT_ITEM.json\"; export SLURMKIT_ARGS SLURMKIT_RESULT\n"
+        ));
+    }
     for dependency in dependencies {
         out.push_str(&format!(
             "{}={}; export {}\n",
@@ -138,6 +162,7 @@ pub fn staged_job(
     spec: &JobSpec,
     after: String,
     node_plan: Option<&[u8]>,
+    has_parts: bool,
 ) -> StagedJob {
     let spec_json = serde_json::to_vec_pretty(spec).expect("a job spec always serializes");
     let json = |value: &serde_json::Value| {
@@ -164,6 +189,9 @@ pub fn staged_job(
     if spec.array.is_some() {
         dirs.push(RESULTS_DIR.to_string());
     }
+    if has_parts {
+        dirs.push(super::split::PARTS_DIR.to_string());
+    }
     if let Some(plan) = node_plan {
         dirs.push(".slurmkit".to_string());
         files.push(StagedFile::bytes(NODE_PLAN_FILE, 0o640, plan.to_vec()));
@@ -183,6 +211,22 @@ pub fn staged_job(
         files,
         inputs,
         dirs,
+        after,
+    }
+}
+
+/// A later part of a split array: its directory holds only its script and spec (the first part's
+/// holds the rest).
+pub fn staged_part(dir_name: &str, script: String, spec: &JobSpec, after: String) -> StagedJob {
+    let spec_json = serde_json::to_vec_pretty(spec).expect("a job spec always serializes");
+    StagedJob {
+        dir_name: dir_name.to_string(),
+        files: vec![
+            StagedFile::bytes(SCRIPT_FILE, 0o750, script.into_bytes()),
+            StagedFile::bytes(SPEC_FILE, 0o640, spec_json),
+        ],
+        inputs: Vec::new(),
+        dirs: Vec::new(),
         after,
     }
 }
@@ -223,7 +267,7 @@ mod tests {
         }];
         let script = format!(
             "{}printf '%s\\n' \"$SLURMKIT_ARGS\" \"$SLURMKIT_RESULT\" \"$SLURMKIT_DEP_PREP\"\n",
-            prologue(&spec, &deps, None)
+            prologue(&spec, &deps, None, None)
         );
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
@@ -235,6 +279,43 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "/jobs/sweep/items/1.json\n/jobs/sweep/results/1.json\n/jobs/prep dir\n"
+        );
+    }
+
+    /// A later part of a split array: its task 1 runs item offset + 1, from the first part's directory,
+    /// where it moves from its own (the directory it was submitted from).
+    #[test]
+    fn a_later_part_runs_its_items_in_the_first_parts_directory() {
+        let mut spec = JobSpec::new(
+            JobName::parse("sweep").unwrap(),
+            Payload::Command(vec!["true".into()]),
+        );
+        spec.items = vec![serde_json::json!({"lr": 0.1})];
+        let first = tempfile::tempdir().unwrap();
+        let own = tempfile::tempdir().unwrap();
+        let first_dir = first.path().display().to_string();
+        let part = PartOf {
+            first_dir: &first_dir,
+            offset: 1000,
+        };
+        let script = format!(
+            "{}printf '%s\\n' \"$SLURMKIT_ITEM\" \"$SLURMKIT_ARGS\" \"$SLURMKIT_RESULT\" \"$PWD\"\n",
+            prologue(&spec, &[], None, Some(part))
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(own.path())
+            .env("SLURM_SUBMIT_DIR", own.path())
+            .env("SLURM_ARRAY_TASK_ID", "1")
+            .output()
+            .unwrap();
+        let first_real = first.path().canonicalize().unwrap().display().to_string();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "1001\n{first_dir}/items/1001.json\n{first_dir}/results/1001.json\n{first_real}\n"
+            )
         );
     }
 }

@@ -6,13 +6,13 @@
 //! again together with their ids. A job whose reply is lost stays `submitting`; the next session finds
 //! its id in its directory, or asks Slurm for it, or says it could not find out ([`super::reconcile`]).
 
-use std::time::SystemTime;
-
 use super::LifecycleError;
-use super::after::{dependencies, dependency_name, earlier_submissions};
+use super::after::{dependency_name, earlier_submissions};
 use super::event::{EventDetail, HostEvent};
 use super::outbox::queue;
+use super::render::{Context, Rendered, render_all};
 use super::session::Session;
+use super::split;
 use super::stage;
 use super::upload;
 use crate::journal::{CallbackRoute, Group, Journal, JournalError, PolicyRecord};
@@ -20,7 +20,6 @@ use crate::plugin::policy::{Policed, Policies};
 use crate::plugin::renderer::Renderer;
 use crate::slurm::SlurmError;
 use crate::slurm::submit::{self as exchange, Outcome, StagedJob};
-use crate::types::job_dir::job_dir_name;
 use crate::types::names::JobId;
 use crate::types::spec::JobSpec;
 use crate::wit::EventKind;
@@ -31,30 +30,20 @@ pub struct Submitted {
     pub submission_id: i64,
     pub job_id: JobId,
     pub job_dir: String,
+    /// The later parts of an array split at the cluster's MaxArraySize that were queued.
+    pub parts: Vec<JobId>,
 }
 
 /// A job rendered into its directory-to-be, then journaled.
 struct Prepared {
     /// Its place among the jobs asked for.
     index: usize,
+    /// Whether it is a later part of a split array (whose first part is at the same index).
+    is_part: bool,
     submission_id: i64,
     spec: JobSpec,
     dir: String,
     staged: StagedJob,
-}
-
-/// A job rendered into its directory-to-be.
-struct Rendered {
-    index: usize,
-    spec: JobSpec,
-    /// The site policies that passed it.
-    policies: Vec<PolicyRecord>,
-    dir_name: String,
-    dir: String,
-    /// The renderer's script with slurmkit's prologue.
-    script: String,
-    /// What it runs after, for the exchange (`-`, or sbatch's syntax with `@<directory>`).
-    after: String,
 }
 
 /// What to journal about one job once sbatch answered: its events, then its new state (none: it stays
@@ -132,59 +121,24 @@ pub async fn submit(
             None
         }
     };
-    // Directory names first: a job's prologue names the directories of the jobs it runs after. Unique
-    // in this batch too: two jobs of the same name in the same second may draw the same suffix.
-    let mut dir_names: Vec<String> = Vec::with_capacity(specs.len());
-    for (spec, passed) in specs.iter().zip(&policed) {
-        let spec = passed.as_ref().map_or(spec, |p| &p.spec);
-        let name = loop {
-            let name = job_dir_name(&spec.name, SystemTime::now());
-            if !dir_names.contains(&name) {
-                break name;
-            }
-        };
-        dir_names.push(name);
-    }
     let earlier = earlier_submissions(session, specs).await;
+    // Arrays of items larger than one array may be are split: the cluster says how large, when asked.
+    let array_limit = match split::array_limit(session, specs).await {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!("cannot read the cluster's MaxArraySize, so no array is split: {error}");
+            session.target.max_array_size
+        }
+    };
+    let context = Context {
+        base: &base,
+        runner: node.as_ref().map(|n| &n.runner),
+        array_limit,
+        earlier: &earlier,
+    };
     // Render every job before anything is recorded or created: a renderer that refuses a job leaves
     // no trace of it.
-    let mut rendered: Vec<Rendered> = Vec::new();
-    for (index, passed) in policed.into_iter().enumerate() {
-        let Some(Policed { spec, policies }) = passed else {
-            continue;
-        };
-        let dir_name = dir_names[index].clone();
-        let dir = format!("{base}/{dir_name}");
-        let spec = spec.anchored_in(&dir);
-        let resolved = dependencies(index, &spec, specs, &dir_names, &base, &earlier, &results);
-        let (dependency_dirs, after) = match resolved {
-            Ok(resolved) => resolved,
-            Err(error) => {
-                results[index] = Some(failed(&spec, error));
-                continue;
-            }
-        };
-        let script = match renderer.render(&spec).await {
-            Ok(script) => script,
-            Err(error) => {
-                results[index] = Some(failed(&spec, error.into()));
-                continue;
-            }
-        };
-        let prologue = stage::prologue(&spec, &dependency_dirs, node.as_ref().map(|n| &n.runner));
-        match stage::with_prologue(spec.name.as_str(), &script, &prologue) {
-            Ok(script) => rendered.push(Rendered {
-                index,
-                spec,
-                policies,
-                dir_name,
-                dir,
-                script,
-                after,
-            }),
-            Err(error) => results[index] = Some(failed(&spec, error)),
-        }
-    }
+    let rendered = render_all(renderer, specs, policed, &context, &mut results, failed).await;
     let workflow = workflow_of(specs, &rendered);
     // Journal them all as `submitting` before anything is sent: a job that reaches sbatch is always on
     // record.
@@ -241,7 +195,23 @@ pub async fn submit(
             .iter()
             .map(|job| (job.index, job.spec.clone()))
             .collect();
-        for (index, result) in settle_all(session, prepared, reply, workflow.as_deref()).await {
+        for (index, is_part, result) in
+            settle_all(session, prepared, reply, workflow.as_deref()).await
+        {
+            // A later part adds its id to its first part's, or says why it is missing.
+            if is_part {
+                match (&mut results[index], result) {
+                    (Some(Ok(first)), Ok(part)) => first.parts.push(part.job_id),
+                    (_, Err(error)) => {
+                        tracing::error!("a part of a split array was not submitted: {error}")
+                    }
+                    (_, Ok(part)) => tracing::error!(
+                        "job {} was queued as a part of an array whose first part was not",
+                        part.job_id
+                    ),
+                }
+                continue;
+            }
             // The policies see each id sbatch returned; nothing they do changes the job now.
             let job_id = match &result {
                 Ok(job) => Some(&job.job_id),
@@ -268,7 +238,7 @@ fn workflow_of(specs: &[JobSpec], rendered: &[Rendered]) -> Option<String> {
             .iter()
             .any(|after| specs.iter().any(|s| s.entry.as_ref() == Some(&after.job)))
     });
-    let last = rendered.last()?;
+    let last = rendered.iter().rev().find(|r| r.part.is_none())?;
     (linked && last.index + 1 == specs.len()).then(|| last.dir.clone())
 }
 
@@ -305,13 +275,17 @@ async fn journal_all(
             events
         })
         .collect();
-    let group = Group {
-        workflow: workflow.map(str::to_string),
-        ..Group::default()
-    };
-    let records: Vec<(JobSpec, String, Vec<PolicyRecord>)> = rendered
+    let records: Vec<(JobSpec, String, Vec<PolicyRecord>, Group)> = rendered
         .iter()
-        .map(|job| (job.spec.clone(), job.dir.clone(), job.policies.clone()))
+        .map(|job| {
+            let group = Group {
+                workflow: workflow.map(str::to_string),
+                part_of: job.part.as_ref().map(|(first, _)| first.clone()),
+                offset: job.part.as_ref().map(|(_, offset)| *offset),
+            };
+            let (spec, dir) = (job.spec.clone(), job.dir.clone());
+            (spec, dir, job.policies.clone(), group)
+        })
         .collect();
     let journaled = session
         .journal
@@ -320,13 +294,13 @@ async fn journal_all(
                 records
                     .iter()
                     .zip(&events)
-                    .map(|((spec, dir, policies), events)| {
+                    .map(|((spec, dir, policies, group), events)| {
                         let id = j.begin_submission(&cluster, dir, spec, &provenance, &routes)?;
                         if !policies.is_empty() {
                             j.record_policies(id, policies)?;
                         }
-                        if group != Group::default() {
-                            j.record_group(id, &group)?;
+                        if *group != Group::default() {
+                            j.record_group(id, group)?;
                         }
                         for event in events {
                             queue(j, id, &routes, event);
@@ -342,10 +316,15 @@ async fn journal_all(
             .into_iter()
             .zip(ids)
             .map(|(job, submission_id)| {
-                let staged =
-                    stage::staged_job(&job.dir_name, job.script, &job.spec, job.after, node_plan);
+                let staged = if job.part.is_some() {
+                    stage::staged_part(&job.dir_name, job.script, &job.spec, job.after)
+                } else {
+                    let (name, spec, parts) = (&job.dir_name, &job.spec, job.has_parts);
+                    stage::staged_job(name, job.script, spec, job.after, node_plan, parts)
+                };
                 Prepared {
                     index: job.index,
+                    is_part: job.part.is_some(),
                     submission_id,
                     spec: job.spec,
                     dir: job.dir,
@@ -379,7 +358,7 @@ async fn settle_all(
     prepared: Vec<Prepared>,
     reply: exchange::Reply,
     workflow: Option<&str>,
-) -> Vec<(usize, JobResult)> {
+) -> Vec<(usize, bool, JobResult)> {
     let routes = session.outbox.routes().to_vec();
     let mut plans = Vec::new();
     let mut tasks = Vec::new();
@@ -471,6 +450,7 @@ async fn settle_all(
                     submission_id: job.submission_id,
                     job_id,
                     job_dir: job.dir,
+                    parts: Vec::new(),
                 }),
                 (Settled::Submitted(job_id), Some(message)) => Err(LifecycleError::NotRecorded {
                     job_id,
@@ -478,7 +458,8 @@ async fn settle_all(
                 }),
                 (Settled::Rejected(error) | Settled::Open(error), _) => Err(error),
             };
-            (job.index, result.or_else(|error| failed(&job.spec, error)))
+            let result = result.or_else(|error| failed(&job.spec, error));
+            (job.index, job.is_part, result)
         })
         .collect()
 }

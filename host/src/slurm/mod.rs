@@ -167,6 +167,23 @@ async fn accounted(exec: &impl Exec, ids: &[&JobId]) -> Result<Vec<JobStatus>, S
     Ok(parse::parse_sacct(&output.stdout_text()))
 }
 
+/// The cluster's MaxArraySize: an array's task indices must lie below it (`scontrol show config`).
+/// `None` when scontrol does not say.
+pub async fn max_array_size(exec: &impl Exec) -> Result<Option<u64>, SlurmError> {
+    let command = ShellCommand::new("scontrol").args(["show", "config"]);
+    let output = exec.exec(&command).await?.check(&command)?;
+    Ok(parse_max_array_size(&output.stdout_text()))
+}
+
+fn parse_max_array_size(config: &str) -> Option<u64> {
+    config.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "MaxArraySize")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
+}
+
 /// Cancel jobs with `scancel`.
 pub async fn scancel(exec: &impl Exec, ids: &[JobId]) -> Result<(), SlurmError> {
     let command = ShellCommand::new("scancel").args(ids.iter().map(JobId::as_str));
@@ -205,6 +222,14 @@ mod tests {
             "1",
             "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
         ));
+    }
+
+    #[test]
+    fn max_array_size_is_read_from_the_configuration() {
+        let config = "Configuration data as of 2026-12-01T10:00:00\nMaxArraySize            = 1001\nMaxJobCount             = 10000\n";
+        assert_eq!(parse_max_array_size(config), Some(1001));
+        assert_eq!(parse_max_array_size("MaxJobCount = 5\n"), None);
+        assert_eq!(parse_max_array_size("MaxArraySize = (null)\n"), None);
     }
 
     #[test]

@@ -137,7 +137,10 @@ mod tests {
         status.reason = Some("DependencyNeverSatisfied".into());
         assert!(status.never_runs() && status.settled());
         let array = aggregate(&JobId::parse("8").unwrap(), std::slice::from_ref(&status));
-        assert!(array.never_runs(), "an array waits for the reason its tasks wait");
+        assert!(
+            array.never_runs(),
+            "an array waits for the reason its tasks wait"
+        );
         status.state = JobState::Cancelled;
         assert!(!status.never_runs() && status.settled());
     }
