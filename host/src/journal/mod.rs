@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod clusters;
 mod records;
 mod schema;
 mod shared;
@@ -234,28 +235,6 @@ impl Journal {
         self.conn.execute(
             "UPDATE submissions SET state = 'unknown', error = ?2, updated_ms = ?3 WHERE id = ?1 AND state = 'submitting'",
             params![id, why, now_ms()],
-        )?;
-        Ok(())
-    }
-
-    /// The remote home directory last seen on `cluster`.
-    pub fn remote_home(&self, cluster: &str) -> Result<Option<String>, JournalError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT home FROM clusters WHERE key = ?1",
-                params![cluster],
-                |row| row.get(0),
-            )
-            .optional()?
-            .flatten())
-    }
-
-    pub fn set_remote_home(&self, cluster: &str, home: &str) -> Result<(), JournalError> {
-        self.conn.execute(
-            "INSERT INTO clusters (key, home, updated_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET home = ?2, updated_ms = ?3",
-            params![cluster, home, now_ms()],
         )?;
         Ok(())
     }

@@ -66,4 +66,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 7: what a submission belongs to besides itself: the workflow (job graph) it was submitted in,
     // or the array it is a part of when an array was split at the cluster's MaxArraySize.
     "ALTER TABLE submissions ADD COLUMN group_json TEXT;",
+    // 8: the cluster's MaxArraySize and when it was read (arrays of items larger are split).
+    "ALTER TABLE clusters ADD COLUMN max_array_size INTEGER;
+     ALTER TABLE clusters ADD COLUMN max_array_size_ms INTEGER;",
 ];

@@ -29,8 +29,13 @@ pub struct Part {
     pub count: u64,
 }
 
+/// How long the cluster's MaxArraySize is taken as read: it changes with the cluster's configuration,
+/// rarely.
+const MAX_ARRAY_SIZE_AGE_MS: i64 = 24 * 3600 * 1000;
+
 /// The most tasks one array of items may have: `[cluster] max_array_size`, and the cluster's
-/// MaxArraySize (asked only when a job has items). `None`: no limit is known.
+/// MaxArraySize (asked only when a job has items, and then at most once a day: the journal remembers
+/// it). `None`: no limit is known.
 pub(super) async fn array_limit(
     session: &Session,
     specs: &[JobSpec],
@@ -38,9 +43,25 @@ pub(super) async fn array_limit(
     if specs.iter().all(|spec| spec.items.is_empty()) {
         return Ok(None);
     }
-    let cluster = slurm::max_array_size(&session.conn)
-        .await
-        .map_err(LifecycleError::from)?;
+    let key = session.target.key.clone();
+    let remembered = session
+        .journal
+        .run(move |j| j.max_array_size(&key, MAX_ARRAY_SIZE_AGE_MS))
+        .await?;
+    let cluster = match remembered {
+        Some(size) => size,
+        None => {
+            let size = slurm::max_array_size(&session.conn)
+                .await
+                .map_err(LifecycleError::from)?;
+            let key = session.target.key.clone();
+            session
+                .journal
+                .run(move |j| j.set_max_array_size(&key, size))
+                .await?;
+            size
+        }
+    };
     Ok(match (session.target.max_array_size, cluster) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
