@@ -24,10 +24,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod inputs;
 mod records;
 mod schema;
 mod shared;
 
+pub use inputs::FileIdentity;
 pub use records::{CallbackRoute, PolicyRecord, SubmissionState};
 pub use shared::SharedJournal;
 

@@ -30,6 +30,7 @@ pub mod results;
 pub mod runner;
 pub mod session;
 pub mod stage;
+mod store;
 pub mod submit;
 mod upload;
 pub mod work;
