@@ -37,6 +37,7 @@ pub(super) async fn send(
     let progress = session.progress.clone();
     let writing = tokio::task::spawn_blocking(move || {
         let total = exchange::archive_size(&jobs);
+        tracing::debug!("sending {total} bytes of files");
         let mut sent = 0u64;
         let mut report = |n: u64| {
             sent += n;
