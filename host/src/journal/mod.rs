@@ -24,12 +24,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-mod inputs;
+pub mod inputs;
 mod records;
 mod schema;
 mod shared;
 
-pub use inputs::FileIdentity;
 pub use records::{CallbackRoute, PolicyRecord, SubmissionState};
 pub use shared::SharedJournal;
 

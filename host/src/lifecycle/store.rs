@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::session::Session;
 use crate::exec::Exec as _;
-use crate::journal::FileIdentity;
+use crate::journal::inputs::FileIdentity;
 use crate::slurm::store::{self, STORE_THRESHOLD};
 use crate::slurm::submit::{Content, Hashed, StagedJob};
 
