@@ -328,3 +328,35 @@ fn a_timeout_is_retried_only_when_squeue_shows_no_such_job() {
         assert_eq!(runs(&site), sbatch_runs, "{squeue}");
     }
 }
+
+/// The waits, with the real base delay (a fake `sleep` records them): doubling up to a minute, at most
+/// 8 tries per job, and 5 minutes over the whole exchange, so a second job limited too gets the rest.
+#[test]
+fn the_waits_double_up_to_a_minute_within_five_minutes_in_all() {
+    let site = flaky(100, LIMIT);
+    let root = site.root.display().to_string();
+    executable(
+        &site.bin.join("sleep"),
+        &format!("#!/bin/sh\necho \"$1\" >>'{root}/slept'\n"),
+    );
+    let jobs = [job("j1", Vec::new()), job("j2", Vec::new())];
+    let (reply, _, _) = site.exchange(&jobs, SBATCH_RETRY_DELAY_S);
+    let slept = std::fs::read_to_string(site.root.join("slept")).unwrap();
+    assert_eq!(
+        slept.split_whitespace().collect::<Vec<_>>(),
+        [
+            "2", "4", "8", "16", "32", "60", "60", "60", "2", "4", "8", "16"
+        ]
+    );
+    assert!(
+        outcome(&reply, 0).ends_with("retried 8 times over 242 s"),
+        "{}",
+        outcome(&reply, 0)
+    );
+    assert!(
+        outcome(&reply, 1).ends_with("retried 4 times over 30 s"),
+        "{}",
+        outcome(&reply, 1)
+    );
+    assert_eq!(runs(&site), "14");
+}
