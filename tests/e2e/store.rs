@@ -61,13 +61,15 @@ fn base() -> PathBuf {
     cluster().user_home.join("slurm_jobs")
 }
 
-/// The job directories of this test's submissions, oldest first.
-fn dirs(name: &str) -> Vec<PathBuf> {
+/// The job directory of the job `run` submitted (named `name`).
+fn dir_of(name: &str, run: &Run) -> PathBuf {
+    let id = run.first_line();
     cluster()
         .job_dirs_named(name)
         .into_iter()
         .map(|dir| base().join(dir))
-        .collect()
+        .find(|dir| std::fs::read_to_string(dir.join("job_id")).is_ok_and(|text| text.trim() == id))
+        .unwrap_or_else(|| panic!("no job directory holds job {id}"))
 }
 
 fn inode(path: &std::path::Path) -> u64 {
@@ -108,7 +110,7 @@ fn a_large_input_is_sent_once_and_linked_from_the_store() {
     assert!(first_sent >= 2 << 20, "{first_sent}");
     assert!(logs(&first).contains(&digest), "{}", logs(&first));
     let entry = base().join(".slurmkit/store").join(&digest);
-    let job1 = dirs(&name)[0].join("data/big.bin");
+    let job1 = dir_of(&name, &first).join("data/big.bin");
     assert_eq!(inode(&entry), inode(&job1), "the store keeps the copy sent");
 
     // Second: not sent; the job's input is the same file on the cluster, and reads the same.
@@ -118,7 +120,7 @@ fn a_large_input_is_sent_once_and_linked_from_the_store() {
     let second_time = started.elapsed();
     assert!(second_sent < 64 << 10, "{second_sent} bytes sent again");
     assert!(logs(&second).contains(&digest), "{}", logs(&second));
-    let job2 = dirs(&name)[1].join("data/big.bin");
+    let job2 = dir_of(&name, &second).join("data/big.bin");
     assert_eq!(inode(&job2), inode(&entry), "linked from the store");
     assert_eq!(std::fs::read(&job2).unwrap(), content);
     eprintln!(
@@ -144,7 +146,7 @@ fn a_large_input_is_sent_once_and_linked_from_the_store() {
     fourth.ok();
     assert!(fourth_sent >= 2 << 20, "sent again: {fourth_sent}");
     assert!(logs(&fourth).contains(&changed_digest), "{}", logs(&fourth));
-    let job4 = dirs(&name)[3].join("data/big.bin");
+    let job4 = dir_of(&name, &fourth).join("data/big.bin");
     assert_eq!(
         inode(&changed_entry),
         inode(&job4),
