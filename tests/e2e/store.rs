@@ -1,6 +1,6 @@
 //! The input store on the real cluster: a large input is sent once and linked into later jobs; a file
-//! changed here is sent again; a store entry altered on the cluster is sent again when its size gives
-//! it away, and otherwise stops the job at its input check, naming the file.
+//! changed here is sent again; a store entry altered on the cluster is sent again when its size or its
+//! mode gives it away, and otherwise stops the job at its input check, naming the file.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
@@ -154,10 +154,20 @@ fn a_large_input_is_sent_once_and_linked_from_the_store() {
     );
     assert_eq!(std::fs::read(&changed_entry).unwrap(), changed);
 
-    // Altered to the same size: linked all the same, and the job's input check stops it, naming the
-    // file, before its payload runs.
+    // Altered to the same size and left writable: not trusted, sent again.
     on_cluster(&format!(
         "chmod u+w {0} && printf X | dd of={0} bs=1 seek=1000 conv=notrunc 2>/dev/null",
+        changed_entry.display()
+    ));
+    let (again, again_sent) = submit(&project);
+    again.ok();
+    assert!(again_sent >= 2 << 20, "sent again: {again_sent}");
+    assert_eq!(std::fs::read(&changed_entry).unwrap(), changed);
+
+    // Altered to the same size and made read-only again: linked all the same, and the job's input
+    // check stops it, naming the file, before its payload runs.
+    on_cluster(&format!(
+        "chmod u+w {0} && printf X | dd of={0} bs=1 seek=1000 conv=notrunc 2>/dev/null && chmod 440 {0}",
         changed_entry.display()
     ));
     let (fifth, fifth_sent) = submit(&project);

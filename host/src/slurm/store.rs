@@ -24,10 +24,12 @@ pub const STORE_KEEP_DAYS: u32 = 7;
 
 /// Arguments: the nonce, the store directory, then sha256s. Prints `have <sha256> <size>` for each
 /// regular file the store holds, and touches it so it is not collected as unused while this
-/// submission needs it.
+/// submission needs it. An entry someone made writable by its owner again is not reported: it may
+/// have been written to, so the input is sent and replaces it. One `ls` per entry held gives both.
 const QUERY: &str = concat!(
-    r#"n=$1; st=$2; shift 2; for h; do if [ -f "$st/$h" ] && [ ! -L "$st/$h" ] && s=$(wc -c <"$st/$h"); then "#,
-    r#"touch -c -- "$st/$h" 2>/dev/null; printf '%s have %s %s\n' "$n" "$h" $s; fi; done"#,
+    r#"n=$1; st=$2; shift 2; set -f; for h; do [ -f "$st/$h" ] && [ ! -L "$st/$h" ] || continue; "#,
+    r#"set -- $(ls -ln -- "$st/$h" 2>/dev/null); case $1 in -?w*|'') continue;; esac; "#,
+    r#"touch -c -- "$st/$h" 2>/dev/null; printf '%s have %s %s\n' "$n" "$h" "$5"; done"#,
 );
 
 /// Whether `value` is a sha256 as the store names its files (64 lowercase hex digits).
@@ -75,6 +77,10 @@ mod tests {
         std::fs::create_dir_all(&store).unwrap();
         let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
         std::fs::write(store.join(&a), b"hello").unwrap();
+        std::fs::write(store.join(&b), b"writable").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let read_only = std::fs::Permissions::from_mode(0o440);
+        std::fs::set_permissions(store.join(&a), read_only).unwrap();
         std::os::unix::fs::symlink(store.join(&a), store.join(&c)).unwrap();
         let base = dir.path().display().to_string();
         let asked = [a.clone(), b.clone(), c, "../../etc/passwd".into()];
