@@ -24,7 +24,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub mod inputs;
 mod records;
 mod schema;
 mod shared;
@@ -38,6 +37,8 @@ use crate::error::{Diagnose, exit};
 use crate::types::names::JobId;
 use crate::types::spec::JobSpec;
 use crate::types::status::JobStatus;
+
+pub mod inputs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
