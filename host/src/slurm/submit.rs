@@ -55,10 +55,11 @@ const SCRIPT: &str = concat!(
     // valid but shorter archive to tar, and must not be submitted.
     r#"if e=$(umask 027; mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1) && "#,
     r#"{ [ -f "$stage/.slurmkit-complete" ] || { e="the upload was cut short"; false; }; }; then "#,
-    // The store: a job whose input cannot come from it is not moved into place, and says why.
-    r#"for j in "$stage"/*; do [ -d "$j" ] || continue; f=$j/.slurmkit/from-store; t=$j/.slurmkit/to-store; "#,
+    // The store, for each job's directory (the odd arguments): a job whose input cannot come from it
+    // is not moved into place, and says why.
+    r#"m=0; for a; do m=$((m+1)); [ $((m%2)) = 1 ] && [ -d "$stage/$a" ] || continue; j=$stage/$a; f=$j/.slurmkit/from-store; t=$j/.slurmkit/to-store; "#,
     r#"if [ -f "$f" ]; then while IFS= read -r l; do h=${l%% *}; p=${l#* }; ln -- "$st/$h" "$j/$p" 2>/dev/null || cp -- "$st/$h" "$j/$p" 2>/dev/null || "#,
-    r#"{ printf 'input %s: %s could not be linked or copied from the input store; submit again to send it\n' "$p" "$st/$h" >"$stage/.x-${j##*/}"; rm -rf -- "$j"; break; }; done <"$f"; rm -f -- "$f"; fi; "#,
+    r#"{ printf 'input %s: %s could not be linked or copied from the input store; submit again to send it\n' "$p" "$st/$h" >"$stage/.x-$((m/2))"; rm -rf -- "$j"; break; }; done <"$f"; rm -f -- "$f"; fi; "#,
     r#"if [ -f "$t" ]; then [ -d "$st" ] || mkdir -p -m 700 -- "$st" 2>/dev/null; while IFS= read -r l; do h=${l%% *}; p=${l#* }; "#,
     r#"ln -- "$j/$p" "$st/.new-$n-$h" 2>/dev/null && mv -f -- "$st/.new-$n-$h" "$st/$h"; done <"$t"; rm -f -- "$t"; fi; done; "#,
     r#"mv -n -- "$stage"/* "$base"/ 2>/dev/null; ok=1; else ok=0; fi; "#,
@@ -83,7 +84,7 @@ const SCRIPT: &str = concat!(
     r#"else printf '%s refused %s %s\n' "$n" "$i" "$r"; say err "$i" "$(cat .sbatch.err)"; fi; "#,
     r#"else printf '%s unstaged %s\n' "$n" "$i"; "#,
     r#"[ $ok = 1 ] && e="$base/$d exists already, could not be moved there, or was given up by a recovery"; "#,
-    r#"[ -f "$stage/.x-$d" ] && e=$(cat "$stage/.x-$d"); "#,
+    r#"[ -f "$stage/.x-$i" ] && e=$(cat "$stage/.x-$i"); "#,
     r#"say err "$i" "$e"; fi; i=$((i+1)); done; cd /; rm -rf -- "$stage""#,
 );
 
