@@ -40,6 +40,8 @@ use crate::types::names::JobId;
 use crate::types::spec::JobSpec;
 use crate::types::status::JobStatus;
 
+pub mod inputs;
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("journal {path}: {source}")]

@@ -69,4 +69,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 8: the cluster's MaxArraySize and when it was read (arrays of items larger are split).
     "ALTER TABLE clusters ADD COLUMN max_array_size INTEGER;
      ALTER TABLE clusters ADD COLUMN max_array_size_ms INTEGER;",
+    // 9: the sha256 of each local input file sent through the cluster's input store, keyed by the
+    // file's identity (canonical path, size, times in ns, inode, device), so the next submission knows
+    // it without reading the file; a file that changed has another identity and is sent again.
+    "CREATE TABLE input_digests (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        dev INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );",
 ];

@@ -32,6 +32,7 @@ pub mod runner;
 pub mod session;
 pub mod split;
 pub mod stage;
+mod store;
 pub mod submit;
 mod upload;
 pub mod work;

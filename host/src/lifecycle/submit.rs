@@ -158,7 +158,7 @@ pub async fn submit(
         let jobs: Vec<StagedJob> = prepared.iter().map(|job| job.staged.clone()).collect();
         let count = jobs.len();
         let command = exchange::command(&nonce, &base, &jobs);
-        let reply = match upload::send(session, &command, jobs).await {
+        let reply = match upload::send(session, &base, &command, jobs).await {
             (Ok(output), Ok(())) => exchange::reply(&nonce, count, &output),
             // The stream broke off (an input unreadable or changed on the way): the script saw no
             // end mark and submitted nothing, which its reply says; the cause is ours to tell.

@@ -10,14 +10,18 @@ use crate::types::shell::ShellCommand;
 /// Run the exchange with the job directories streamed to it as a tar archive, written on a blocking
 /// thread (inputs are read from disk as they go) into a pipe the connection reads from. Returns the
 /// command's output and whether the whole stream was written.
+/// Large inputs the cluster's input store holds are not sent ([`super::store`]); the digests of those
+/// that are sent are remembered.
 pub(super) async fn send(
     session: &Session,
+    base: &str,
     command: &ShellCommand,
-    jobs: Vec<StagedJob>,
+    mut jobs: Vec<StagedJob>,
 ) -> (
     Result<crate::exec::CommandOutput, crate::exec::CommandError>,
     Result<(), std::io::Error>,
 ) {
+    super::store::reuse(session, base, &mut jobs).await;
     let (reader, writer) = match std::io::pipe() {
         Ok(pipe) => pipe,
         Err(e) => {
@@ -33,6 +37,7 @@ pub(super) async fn send(
     let progress = session.progress.clone();
     let writing = tokio::task::spawn_blocking(move || {
         let total = exchange::archive_size(&jobs);
+        tracing::debug!("sending {total} bytes of files");
         let mut sent = 0u64;
         let mut report = |n: u64| {
             sent += n;
@@ -62,7 +67,11 @@ pub(super) async fn send(
     };
     let output = session.conn.run_stream(command, input).await;
     let written = match writing.await {
-        Ok(result) => result,
+        Ok(Ok(hashed)) => {
+            super::store::remember(session, hashed).await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
         Err(e) => Err(std::io::Error::other(e.to_string())),
     };
     (output, written)

@@ -2,8 +2,10 @@
 //! them through an [`Exec`], and reading their output.
 
 pub mod allocation;
+mod archive;
 pub mod parse;
 pub mod recover;
+pub mod store;
 pub mod submit;
 pub mod views;
 

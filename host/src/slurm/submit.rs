@@ -11,6 +11,7 @@
 //! Every reply line starts with a random nonce, so nothing a chatty login shell prints can pass for one.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::{SlurmError, parse_parsable};
 use crate::exec::{CommandOutput, Exit};
@@ -21,23 +22,46 @@ use crate::types::names::JobId;
 use crate::types::shell::ShellCommand;
 
 /// The script, one line (a csh login shell rejects a quoted newline). Arguments: the nonce, the base
-/// directory, the staging directory, then for each job its directory's name and what it runs after
-/// (`-`, or sbatch's `--dependency` syntax where `@<directory>` stands for the id of a job submitted
-/// earlier in this run, read from its `job_id`; a job whose dependency was not submitted is not either).
+/// directory, the staging directory, the base delay between sbatch attempts in seconds, then for each
+/// job its directory's name and what it runs after (`-`, or sbatch's `--dependency` syntax where
+/// `@<directory>` stands for the id of a job submitted earlier in this run, read from its `job_id`; a
+/// job whose dependency was not submitted is not either).
 /// `set -C` makes every `>` an exclusive create: nothing is overwritten, and `.sbatch.claim` is an
 /// atomic claim on running sbatch in a directory, which a recovery that gives up on the directory takes
 /// first (see [`super::recover`]). The umask for the staged files is set only where they are unpacked:
 /// sbatch hands its own umask to the job.
+///
+/// Inputs go through the store ([`super::store`]) after unpacking, before the directories move into
+/// place: each job's [`FROM_STORE_FILE`] lines are linked (or copied) from the store, its
+/// [`TO_STORE_FILE`] lines linked into it (replacing an entry by a new name and a rename).
+///
+/// sbatch is tried again, waiting the base delay, then twice as long each time up to 30 times it
+/// (2, 4, ... 60 s), at most 8 times and 150 base delays over the whole exchange (5 minutes), when it
+/// says a submission limit was reached (`...SubmitJob...` limits, or Slurm's accounting policy error
+/// naming no other limit) or the controller could not take the job; for the errors after which
+/// the job may be queued all the same (a timeout, a lost connection), only when `squeue` shows no job
+/// of this directory's script. Each attempt's `job_id` and `.sbatch.err` are removed before the next,
+/// so they and `.sbatch.status` are the last attempt's, and `.sbatch.err` ends with how many times it
+/// was retried over how long.
 const SCRIPT: &str = concat!(
-    r#"n=$1; base=$2; stage=$3; shift 3; set -C; printf '%s home %s\n' "$n" "$HOME"; "#,
+    r#"n=$1; base=$2; stage=$3; d0=$4; shift 4; set -C; printf '%s home %s\n' "$n" "$HOME"; st=$base/.slurmkit/store; waited=0; "#,
     r#"say() { printf '%s\n' "$3" | while IFS= read -r l || [ -n "$l" ]; do [ -n "$l" ] && printf '%s %s %s %s\n' "$n" "$1" "$2" "$l"; done; }; "#,
     // Staging directories left by a killed run, a day old or more (a big upload takes hours at worst,
     // and its directory's time does not change while a file streams in).
     r#"for s in "$base"/.slurmkit-stage-*; do [ -d "$s" ] && find "$base" -maxdepth 1 -name '.slurmkit-stage-*' -mmin +1440 -exec rm -rf {} + 2>/dev/null; break; done; "#,
+    // Store entries no job directory links to any more, unused for 7 days (see store::STORE_KEEP_DAYS).
+    r#"[ -d "$st" ] && find "$st" -maxdepth 1 -type f -links 1 -mmin +10080 -exec rm -f {} + 2>/dev/null; "#,
     // The stream ends with `.slurmkit-complete`: a stream cut short (an input unreadable on the way) is a
     // valid but shorter archive to tar, and must not be submitted.
     r#"if e=$(umask 027; mkdir -p -- "$base" 2>&1 && mkdir -m 700 -- "$stage" 2>&1 && tar -x -f - -C "$stage" 2>&1) && "#,
     r#"{ [ -f "$stage/.slurmkit-complete" ] || { e="the upload was cut short"; false; }; }; then "#,
+    // The store, for each job's directory (the odd arguments): a job whose input cannot come from it
+    // is not moved into place, and says why.
+    r#"m=0; for a; do m=$((m+1)); [ $((m%2)) = 1 ] && [ -d "$stage/$a" ] || continue; j=$stage/$a; f=$j/.slurmkit/from-store; t=$j/.slurmkit/to-store; "#,
+    r#"if [ -f "$f" ]; then while IFS= read -r l; do h=${l%% *}; p=${l#* }; ln -- "$st/$h" "$j/$p" 2>/dev/null || cp -- "$st/$h" "$j/$p" 2>/dev/null || "#,
+    r#"{ printf 'input %s: %s could not be linked or copied from the input store; submit again to send it\n' "$p" "$st/$h" >"$stage/.x-$((m/2))"; rm -rf -- "$j"; break; }; done <"$f"; rm -f -- "$f"; fi; "#,
+    r#"if [ -f "$t" ]; then [ -d "$st" ] || mkdir -p -m 700 -- "$st" 2>/dev/null; while IFS= read -r l; do h=${l%% *}; p=${l#* }; "#,
+    r#"ln -- "$j/$p" "$st/.new-$n-$h" 2>/dev/null && mv -f -- "$st/.new-$n-$h" "$st/$h"; done <"$t"; rm -f -- "$t"; fi; done; "#,
     r#"mv -n -- "$stage"/* "$base"/ 2>/dev/null; ok=1; else ok=0; fi; "#,
     r#"i=0; while [ $# -ge 2 ]; do d=$1; w=$2; shift 2; dep=; bad=; "#,
     // Resolve `@<directory>` to the id sbatch wrote there (its last line, before any `;cluster`).
@@ -49,13 +73,23 @@ const SCRIPT: &str = concat!(
     r#"case $id in ''|*[!0-9_]*) bad=${r#@};; esac;; *) id=$r;; esac; o=$o:$id; done;; esac; dep=${dep:+$dep,}$o; done; set +f; fi; "#,
     r#"if [ -n "$bad" ]; then printf '%s blocked %s %s\n' "$n" "$i" "$bad"; "#,
     r#"elif [ $ok = 1 ] && [ ! -e "$stage/$d" ] && cd -- "$base/$d" && : 2>/dev/null >.sbatch.claim; then printf '%s staged %s\n' "$n" "$i"; "#,
-    r#"sbatch --parsable ${dep:+"--dependency=$dep"} job.sbatch >job_id 2>.sbatch.err; r=$?; printf '%s\n' "$r" >.sbatch.status; "#,
+    r#"k=0; kw=0; z=$d0; while :; do sbatch --parsable ${dep:+"--dependency=$dep"} job.sbatch >job_id 2>.sbatch.err; r=$?; "#,
+    r#"[ $r = 0 ] || [ $k -ge 8 ] || [ $((waited+z)) -gt $((d0*150)) ] && break; "#,
+    r#"case $(cat .sbatch.err) in *SubmitJob*) ;; *Limit*) break;; *'Job violates accounting/QOS policy'*|*'job submit limit'*) ;; "#,
+    r#"*'Socket timed out'*|*'Unable to contact slurm controller'*|*'Resource temporarily unavailable'*|*'temporarily unable to accept job'*) "#,
+    r#"q=$(squeue --noheader --me --states=all '--Format=JobArrayID:|,Command:' 2>/dev/null) || break; case $q in *"/$d/job.sbatch"*) break;; esac;; "#,
+    r#"*) break;; esac; rm -f job_id .sbatch.err; sleep $z; waited=$((waited+z)); kw=$((kw+z)); k=$((k+1)); z=$((z*2)); [ $z -gt $((d0*30)) ] && z=$((d0*30)); done; "#,
+    r#"[ $k -gt 0 ] && printf 'slurmkit: sbatch was retried %s times over %s s\n' "$k" "$kw" >>.sbatch.err; printf '%s\n' "$r" >.sbatch.status; "#,
     r#"if [ $r = 0 ]; then while IFS= read -r l || [ -n "$l" ]; do printf '%s id %s %s\n' "$n" "$i" "$l"; done <job_id; "#,
     r#"else printf '%s refused %s %s\n' "$n" "$i" "$r"; say err "$i" "$(cat .sbatch.err)"; fi; "#,
     r#"else printf '%s unstaged %s\n' "$n" "$i"; "#,
     r#"[ $ok = 1 ] && e="$base/$d exists already, could not be moved there, or was given up by a recovery"; "#,
+    r#"[ -f "$stage/.x-$i" ] && e=$(cat "$stage/.x-$i"); "#,
     r#"say err "$i" "$e"; fi; i=$((i+1)); done; cd /; rm -rf -- "$stage""#,
 );
+
+/// The first wait before sbatch is tried again, in seconds (see [`SCRIPT`]).
+pub const SBATCH_RETRY_DELAY_S: u32 = 2;
 
 // The script spells the job directory's file names out; they must be the ones the host reads.
 const _: () = {
@@ -72,6 +106,12 @@ pub enum Content {
     Bytes(Vec<u8>),
     /// A local file, read while the stream is written.
     File(PathBuf),
+    /// A local file the cluster's input store holds under this sha256 (hex): not sent, linked from
+    /// the store into the job directory ([`super::store`]).
+    Stored {
+        source: PathBuf,
+        sha256: String,
+    },
 }
 
 /// One file to write into a job directory.
@@ -109,177 +149,31 @@ pub struct StagedJob {
 /// The manifest the job checks its inputs against before its payload runs (`sha256sum --check`).
 pub const MANIFEST_FILE: &str = ".slurmkit/inputs.sha256";
 
+/// In the stream only (the exchange removes them): `<sha256> <name>` lines, one per input to link from
+/// the store into the job directory, and one per input sent that the store should keep.
+pub const FROM_STORE_FILE: &str = ".slurmkit/from-store";
+pub const TO_STORE_FILE: &str = ".slurmkit/to-store";
+
+pub use super::archive::{Hashed, archive_size, write_archive};
+
 /// The command submitting `jobs`, in order, into `base` (absolute); its standard input is
 /// [`write_archive`]'s stream.
 pub fn command(nonce: &str, base: &str, jobs: &[StagedJob]) -> ShellCommand {
+    command_with_delay(nonce, base, jobs, SBATCH_RETRY_DELAY_S)
+}
+
+/// [`command`], waiting `delay` seconds (then twice as long, ...) before trying sbatch again.
+fn command_with_delay(nonce: &str, base: &str, jobs: &[StagedJob], delay: u32) -> ShellCommand {
     let stage = format!("{base}/.slurmkit-stage-{nonce}");
     let mut command = ShellCommand::sh("stage and sbatch", SCRIPT)
         .arg(nonce)
         .arg(base)
-        .arg(&stage);
+        .arg(&stage)
+        .arg(delay.to_string());
     for job in jobs {
         command = command.arg(&job.dir_name).arg(&job.after);
     }
     command
-}
-
-/// About how many bytes [`write_archive`] will send (file contents; headers left out), for progress.
-pub fn archive_size(jobs: &[StagedJob]) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    jobs.iter()
-        .flat_map(|job| job.files.iter().chain(&job.inputs))
-        .map(|file| match &file.content {
-            Content::Bytes(bytes) => bytes.len() as u64,
-            Content::File(path) if seen.insert(path.clone()) => {
-                std::fs::metadata(path).map_or(0, |m| m.len())
-            }
-            Content::File(_) => 0,
-        })
-        .sum()
-}
-
-/// The job directories as one tar stream, written to `out` (a pipe to the remote command). Inputs
-/// are read as they are written; each job's manifest lists the sha256 of the bytes actually sent. A
-/// file staged by several jobs is sent once and hard-linked into the others' directories.
-/// `sent` is told the size of each chunk written, for a progress bar.
-pub fn write_archive(
-    jobs: &[StagedJob],
-    out: impl std::io::Write,
-    sent: &mut dyn FnMut(u64),
-) -> std::io::Result<()> {
-    let mut archive = tar::Builder::new(out);
-    let mtime = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let header = |kind: tar::EntryType, mode: u32, size: u64| {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_mode(mode);
-        header.set_size(size);
-        header.set_mtime(mtime);
-        header
-    };
-    // A local file several jobs stage travels once: the others get a hard link to its first copy.
-    let mut sent_files: std::collections::HashMap<PathBuf, (String, Vec<u8>)> =
-        std::collections::HashMap::new();
-    for job in jobs {
-        let dir = |path: &str| format!("{}/{path}/", job.dir_name);
-        archive.append_data(
-            &mut header(tar::EntryType::Directory, 0o700, 0),
-            format!("{}/", job.dir_name),
-            std::io::empty(),
-        )?;
-        for path in &job.dirs {
-            archive.append_data(
-                &mut header(tar::EntryType::Directory, 0o750, 0),
-                dir(path),
-                std::io::empty(),
-            )?;
-        }
-        let mut manifest = String::new();
-        for (file, is_input) in job
-            .files
-            .iter()
-            .map(|f| (f, false))
-            .chain(job.inputs.iter().map(|f| (f, true)))
-        {
-            let path = format!("{}/{}", job.dir_name, file.name);
-            let digest = match &file.content {
-                Content::Bytes(bytes) => {
-                    let mut h = header(tar::EntryType::Regular, file.mode, bytes.len() as u64);
-                    archive.append_data(&mut h, &path, bytes.as_slice())?;
-                    sent(bytes.len() as u64);
-                    <sha2::Sha256 as sha2::Digest>::digest(bytes).to_vec()
-                }
-                Content::File(source) if sent_files.contains_key(source) => {
-                    let (first, digest) = &sent_files[source];
-                    let mut h = header(tar::EntryType::Link, file.mode, 0);
-                    archive.append_link(&mut h, &path, first)?;
-                    digest.clone()
-                }
-                Content::File(source) => {
-                    let opened = std::fs::File::open(source).map_err(|e| {
-                        std::io::Error::new(e.kind(), format!("{}: {e}", source.display()))
-                    })?;
-                    let size = opened.metadata()?.len();
-                    let mut reader = Hashing::new(opened.take(size), sent);
-                    let mut h = header(tar::EntryType::Regular, file.mode, size);
-                    archive.append_data(&mut h, &path, &mut reader)?;
-                    if reader.read < size {
-                        return Err(std::io::Error::other(format!(
-                            "{} shrank while it was sent; run the command again",
-                            source.display()
-                        )));
-                    }
-                    let digest = reader.finish();
-                    sent_files.insert(source.clone(), (path.clone(), digest.clone()));
-                    digest
-                }
-            };
-            if is_input {
-                manifest.push_str(&format!("{}  {}\n", hex::encode(digest), file.name));
-            }
-        }
-        if !job.inputs.is_empty() {
-            if !job.dirs.iter().any(|d| d == ".slurmkit") {
-                archive.append_data(
-                    &mut header(tar::EntryType::Directory, 0o750, 0),
-                    dir(".slurmkit"),
-                    std::io::empty(),
-                )?;
-            }
-            let mut h = header(tar::EntryType::Regular, 0o640, manifest.len() as u64);
-            archive.append_data(
-                &mut h,
-                format!("{}/{MANIFEST_FILE}", job.dir_name),
-                manifest.as_bytes(),
-            )?;
-        }
-    }
-    // Last: the mark that the stream arrived whole (see SCRIPT).
-    archive.append_data(
-        &mut header(tar::EntryType::Regular, 0o600, 0),
-        ".slurmkit-complete",
-        std::io::empty(),
-    )?;
-    archive.into_inner()?.flush()
-}
-
-use std::io::Read as _;
-use std::path::PathBuf;
-
-/// A reader that hashes what passes through it and reports its progress.
-struct Hashing<'a, R> {
-    inner: R,
-    hasher: sha2::Sha256,
-    read: u64,
-    sent: &'a mut dyn FnMut(u64),
-}
-
-impl<'a, R: std::io::Read> Hashing<'a, R> {
-    fn new(inner: R, sent: &'a mut dyn FnMut(u64)) -> Self {
-        Hashing {
-            inner,
-            hasher: <sha2::Sha256 as sha2::Digest>::new(),
-            read: 0,
-            sent,
-        }
-    }
-
-    fn finish(self) -> Vec<u8> {
-        <sha2::Sha256 as sha2::Digest>::finalize(self.hasher).to_vec()
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        <sha2::Sha256 as sha2::Digest>::update(&mut self.hasher, &buf[..n]);
-        self.read += n as u64;
-        (self.sent)(n as u64);
-        Ok(n)
-    }
 }
 
 /// How one job's submission ended.
@@ -399,6 +293,10 @@ pub fn reply(nonce: &str, count: usize, output: &CommandOutput) -> Reply {
         staged,
     }
 }
+
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod exchange_tests;
 
 #[cfg(test)]
 mod tests {
