@@ -118,7 +118,7 @@ fn configure(project: &Project, c: &Cluster, port: u16) {
     );
     project.slurmfile(&format!(
         "[cluster]\nhostname = \"{}\"\nport = {port}\nusername = \"{}\"\nhost_key_policy = \"reject\"\nkey_filename = \"{}\"\nknown_hosts = \"{}\"\njob_base_dir = \"~/slurm_jobs/bench-staging\"\n\n\
-         [job]\ncommand = [\"true\"]\npartition = \"debug\"\ntime = \"1m\"\n\n\
+         [job]\ncommand = [\"true\"]\npartition = \"debug\"\ntime = \"1m\"\nextra_directives = [\"--hold\"]\n\n\
          [jobs.warm]\n\n[jobs.many]\ninputs = [\"many\"]\n\n[jobs.big]\ninputs = [\"big.bin\"]\n",
         c.host,
         c.user,
@@ -175,13 +175,19 @@ fn scp_file(c: &Cluster, project: &Project, port: u16) {
 /// inputs.
 fn cleanup(c: &Cluster) {
     let _ = c
-        .plain_ssh("rm -rf ~/slurm_jobs/bench-staging/* ~/slurm_jobs/bench-staging/.slurmkit/store")
+        .plain_ssh(&format!("{CANCEL}; rm -rf ~/slurm_jobs/bench-staging/* ~/slurm_jobs/bench-staging/.slurmkit/store"))
         .output();
 }
 
+/// The bench's jobs are held (so one's input check on the node does not run while the next is
+/// timed), then cancelled here.
+const CANCEL: &str = "for n in warm many big; do scancel --name=$n; done";
+
 /// Remove the job directories a run staged, keeping the input store.
 fn cleanup_jobs(c: &Cluster) {
-    let _ = c.plain_ssh("rm -rf ~/slurm_jobs/bench-staging/*").output();
+    let _ = c
+        .plain_ssh(&format!("{CANCEL}; rm -rf ~/slurm_jobs/bench-staging/*"))
+        .output();
 }
 
 fn rand_u32() -> u32 {

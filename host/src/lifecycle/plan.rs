@@ -7,6 +7,7 @@
 //! the cluster is and how to reach it ([`Plan::target`]) applies one precedence, flag > Slurmfile >
 //! ssh_config > default, to the target and to every jump hop ([`super::hops`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, ClusterSettings, JobSettings, Slurmfile, resolve_local_path};
@@ -234,15 +235,27 @@ impl Plan {
             }
             return Ok(selected);
         }
-        let after_of = |name: &str| -> Result<Vec<String>, PlanError> {
+        // Each job is resolved once (its inputs are globbed then, which for thousands of files shows).
+        let resolved: std::cell::RefCell<BTreeMap<String, JobSpec>> = std::cell::RefCell::new(
+            selected
+                .into_iter()
+                .filter_map(|spec| Some((spec.entry.as_ref()?.to_string(), spec)))
+                .collect(),
+        );
+        let spec_of = |name: &str| -> Result<JobSpec, PlanError> {
+            if let Some(spec) = resolved.borrow().get(name) {
+                return Ok(spec.clone());
+            }
             let spec = self.job(Some(name), &entries)?;
+            resolved.borrow_mut().insert(name.to_string(), spec.clone());
+            Ok(spec)
+        };
+        let after_of = |name: &str| -> Result<Vec<String>, PlanError> {
+            let spec = spec_of(name)?;
             Ok(spec.after.iter().map(|a| a.job.to_string()).collect())
         };
         let order = work::order(&roots, &after_of, &defined, self.file.as_ref())?;
-        order
-            .iter()
-            .map(|name| self.job(Some(name), &entries))
-            .collect()
+        order.iter().map(|name| spec_of(name)).collect()
     }
 
     fn file_table(&self, key: &str) -> toml::Table {

@@ -213,20 +213,20 @@ fn inputs(
             inputs.push(input);
         }
     }
-    // A file cannot also be a directory: `data` from one entry and `data/x.csv` from another.
+    // A file cannot also be a directory: `data` from one entry and `data/x.csv` from another. Among
+    // sorted paths, the first at or after `data/` starts with it if any does.
+    let sorted: Vec<&str> = staged.keys().map(RelativePath::as_str).collect();
     for (path, index) in &staged {
         let below = format!("{}/", path.as_str());
-        if let Some((inner, _)) = staged
-            .range(path.clone()..)
-            .find(|(other, _)| other.as_str().starts_with(&below))
-        {
+        let first = sorted.partition_point(|other| *other < below.as_str());
+        if let Some(inner) = sorted.get(first).filter(|other| other.starts_with(&below)) {
             return Err(origin.error(
                 "inputs",
                 Some(*index),
                 format!(
                     "{:?} is a file here, but {:?} needs it to be a directory",
                     path.as_str(),
-                    inner.as_str()
+                    inner
                 ),
             ));
         }
