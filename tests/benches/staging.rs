@@ -27,6 +27,9 @@ fn main() {
     let c = cluster();
     let project = Project::new();
     make_inputs(&project, files, big_mib);
+    // The inputs just written are flushed first, so the disk's writeback does not run during the
+    // first figures.
+    let _ = std::process::Command::new("sync").status();
     println!(
         "staging inputs: slurmkit against OpenSSH on the test cluster ({runs} run(s) per figure; median, slowest)\n"
     );

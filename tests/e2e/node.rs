@@ -282,3 +282,49 @@ fn a_job_whose_runner_cannot_start_still_runs_its_payload() {
     );
     let _ = std::fs::remove_dir_all(format!("{}/{base}", cluster().user_home.display()));
 }
+
+/// An array split at the array size limit: every task's run events reach the callback here once,
+/// each with its own array's job id, though the later part's tasks log into the first part's
+/// directory (and end after the first part was seen to end, so only the later part's own
+/// submission can collect them).
+#[test]
+fn run_events_of_a_split_arrays_every_part_arrive_once() {
+    let project = Project::new();
+    let ledger = project.install_plugin(slurmkit_e2e::artifacts::RUST_LEDGER);
+    project.slurmfile(&format!(
+        "{}max_array_size = 2\n\n[job]\nname = \"{}\"\ntime = \"2m\"\nitems = [{{ n = 0 }}, {{ n = 1 }}, {{ n = 2 }}]\nscript = \"[ \\\"$SLURMKIT_ITEM\\\" -lt 2 ] || sleep 4\"\n\n\
+         [[callbacks]]\nname = \"here-ledger\"\nplugin = \"{ledger}\"\nevents = [\"run-begin\", \"run-end\"]\n[callbacks.grants]\nwrite = [\"ledger\"]\n",
+        cluster().cluster_table(),
+        project.unique_name()
+    ));
+    let run = project.run(&["submit", "--wait"]);
+    run.ok().stderr_contains("so it was split");
+    let first = run.first_line();
+    // "... runs the first, then <later> (`wait`, ...": the later part's id.
+    let later = run
+        .stderr
+        .split("runs the first, then ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("submit names the later part")
+        .to_string();
+    let here = std::fs::read_to_string(project.path().join("ledger/events.tsv")).unwrap();
+    let mut seen: Vec<String> = here
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split('\t').collect();
+            format!("{} {}", fields[1], fields[2])
+        })
+        .collect();
+    seen.sort();
+    let mut expected: Vec<String> = [
+        format!("{first}_0"),
+        format!("{first}_1"),
+        format!("{later}_0"),
+    ]
+    .iter()
+    .flat_map(|id| [format!("RunBegin {id}"), format!("RunEnd {id}")])
+    .collect();
+    expected.sort();
+    assert_eq!(seen, expected, "{here}");
+}

@@ -10,10 +10,13 @@
 use std::sync::OnceLock;
 
 use super::{LifecycleError, Session};
-use crate::config::node::{NODE_EVENTS_FILE, NodeCallback, NodeLimits, NodePlan, parse_events};
+use crate::config::node::{
+    NODE_EVENTS_FILE, NodeCallback, NodeEvent, NodeLimits, NodePlan, parse_events,
+};
 use crate::exec::Exec;
 use crate::journal::Submission;
 use crate::slurm::SlurmError;
+use crate::types::names::JobId;
 use crate::types::shell::{ShellCommand, quote};
 
 /// Where the uploaded runner is and what it must hash to.
@@ -188,17 +191,29 @@ pub async fn collect_events(session: &Session, submission: &Submission) -> bool 
     {
         return true;
     }
-    let read = crate::transfer::read_confined(
-        &session.conn,
-        &submission.job_dir,
-        NODE_EVENTS_FILE,
-        0,
-        MAX_EVENT_LOG,
-    )
-    .await;
+    // The parts of an array split at MaxArraySize run in the first part's directory and log there:
+    // each takes its own tasks' events.
+    let dir = submission
+        .group
+        .part_of
+        .as_deref()
+        .unwrap_or(&submission.job_dir);
+    let read =
+        crate::transfer::read_confined(&session.conn, dir, NODE_EVENTS_FILE, 0, MAX_EVENT_LOG)
+            .await;
     match read {
         Ok(bytes) => {
-            let events = parse_events(&String::from_utf8_lossy(&bytes));
+            let own = |event: &NodeEvent| {
+                let logged = JobId::parse(&event.job_id);
+                match (&submission.job_id, logged) {
+                    (Some(id), Ok(logged)) => crate::slurm::same_job(id, &logged),
+                    _ => true,
+                }
+            };
+            let events: Vec<NodeEvent> = parse_events(&String::from_utf8_lossy(&bytes))
+                .into_iter()
+                .filter(own)
+                .collect();
             session.outbox.node_events(submission, &events).await
         }
         Err(crate::transfer::TransferError::NotFound { .. }) => true,
