@@ -185,6 +185,14 @@ async fn submit(
                             job.job_id
                         );
                     }
+                    // A part missing would leave items unrun: said, and the exit code says so.
+                    for (code, message) in &job.parts_failed {
+                        eprintln!(
+                            "error: a part of job {} (its later items) was not submitted: {message}",
+                            job.job_id
+                        );
+                        first_failure.get_or_insert(*code);
+                    }
                     submitted.push(job.job_id);
                 }
                 Err(error) => {

@@ -171,6 +171,7 @@ async fn recovered(
         job_id,
         job_dir: submission.job_dir.clone(),
         parts: Vec::new(),
+        parts_failed: Vec::new(),
     };
     record_submitted(session, &submitted, &submission.spec).await?;
     tracing::warn!(

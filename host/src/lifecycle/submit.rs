@@ -32,6 +32,8 @@ pub struct Submitted {
     pub job_dir: String,
     /// The later parts of an array split at the cluster's MaxArraySize that were queued.
     pub parts: Vec<JobId>,
+    /// The later parts that were not: each failure's exit code and message.
+    pub parts_failed: Vec<(u8, String)>,
 }
 
 /// A job rendered into its directory-to-be, then journaled.
@@ -202,6 +204,10 @@ pub async fn submit(
             if is_part {
                 match (&mut results[index], result) {
                     (Some(Ok(first)), Ok(part)) => first.parts.push(part.job_id),
+                    (Some(Ok(first)), Err(error)) => {
+                        let code = crate::error::Diagnose::exit_code(&error);
+                        first.parts_failed.push((code, error.to_string()));
+                    }
                     (_, Err(error)) => {
                         tracing::error!("a part of a split array was not submitted: {error}")
                     }
@@ -451,6 +457,7 @@ async fn settle_all(
                     job_id,
                     job_dir: job.dir,
                     parts: Vec::new(),
+                    parts_failed: Vec::new(),
                 }),
                 (Settled::Submitted(job_id), Some(message)) => Err(LifecycleError::NotRecorded {
                     job_id,
