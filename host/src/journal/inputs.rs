@@ -2,38 +2,10 @@
 //! cluster's input store, keyed by the file's identity, so a later submission knows a file's digest
 //! without reading it again.
 
-use std::os::unix::fs::MetadataExt as _;
-
 use rusqlite::{OptionalExtension, params};
 
 use super::{Journal, JournalError, now_ms};
-
-/// A local file as the filesystem describes it: any write, replacement or rename gives another one
-/// (the change time moves on every write and every `chmod`, and a replaced file has another inode).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileIdentity {
-    /// The canonical path (links resolved).
-    pub path: String,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub inode: u64,
-    pub dev: u64,
-}
-
-impl FileIdentity {
-    /// The identity of the file at the canonical `path` that `metadata` describes.
-    pub fn new(path: String, metadata: &std::fs::Metadata) -> Self {
-        FileIdentity {
-            path,
-            size: metadata.len(),
-            mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
-            ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
-            inode: metadata.ino(),
-            dev: metadata.dev(),
-        }
-    }
-}
+use crate::types::work::FileIdentity;
 
 impl Journal {
     /// The sha256 (hex) remembered for exactly this file, if any.

@@ -6,21 +6,18 @@ use std::path::PathBuf;
 
 use super::session::Session;
 use crate::exec::Exec as _;
-use crate::journal::inputs::FileIdentity;
 use crate::slurm::store::{self, STORE_THRESHOLD};
 use crate::slurm::submit::{Content, Hashed, StagedJob};
+use crate::types::work::FileIdentity;
 
 /// The identity of the local file at `path` when it is large enough for the store.
 fn identity(path: &std::path::Path) -> Option<FileIdentity> {
+    // A stat first: most inputs are small, and resolving a path costs more.
     let metadata = std::fs::metadata(path).ok()?;
     if !metadata.is_file() || metadata.len() < STORE_THRESHOLD {
         return None;
     }
-    let canonical = std::fs::canonicalize(path).ok()?;
-    Some(FileIdentity::new(
-        canonical.to_string_lossy().into_owned(),
-        &metadata,
-    ))
+    FileIdentity::of(path).ok()
 }
 
 /// Turn into [`Content::Stored`] every large input of `jobs` whose digest the journal remembers for
@@ -104,12 +101,7 @@ pub(super) async fn remember(session: &Session, hashed: Vec<Hashed>) {
         .run(move |journal| {
             journal.batch(|journal| {
                 for file in &hashed {
-                    let Ok(canonical) = std::fs::canonicalize(&file.source) else {
-                        continue;
-                    };
-                    let identity =
-                        FileIdentity::new(canonical.to_string_lossy().into_owned(), &file.metadata);
-                    journal.remember_input_digest(&identity, &file.sha256)?;
+                    journal.remember_input_digest(&file.identity, &file.sha256)?;
                 }
                 Ok(())
             })

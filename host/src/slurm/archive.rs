@@ -2,19 +2,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 
 use super::store::STORE_THRESHOLD;
 use super::submit::{Content, FROM_STORE_FILE, MANIFEST_FILE, StagedJob, TO_STORE_FILE};
+use crate::types::work::FileIdentity;
 
 /// A local input read whole while it was sent, at least [`STORE_THRESHOLD`] bytes, that did not change
 /// while it was read: its digest may be remembered for this identity.
 #[derive(Debug)]
 pub struct Hashed {
-    pub source: PathBuf,
     /// What the file was when it was opened (and still was once read).
-    pub metadata: std::fs::Metadata,
+    pub identity: FileIdentity,
     /// Hex.
     pub sha256: String,
 }
@@ -33,13 +32,6 @@ pub fn archive_size(jobs: &[StagedJob]) -> u64 {
             Content::File(_) | Content::Stored { .. } => 0,
         })
         .sum()
-}
-
-/// Whether two descriptions are of the same unchanged file.
-fn unchanged(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
-    (before.ino(), before.dev(), before.len()) == (after.ino(), after.dev(), after.len())
-        && (before.mtime(), before.mtime_nsec()) == (after.mtime(), after.mtime_nsec())
-        && (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec())
 }
 
 /// The job directories as one tar stream, written to `out` (a pipe to the remote command). Inputs
@@ -127,8 +119,16 @@ pub fn write_archive(
                     let opened = std::fs::File::open(source).map_err(|e| {
                         std::io::Error::new(e.kind(), format!("{}: {e}", source.display()))
                     })?;
-                    let before = opened.metadata()?;
-                    let size = before.len();
+                    let opened_as = opened.metadata()?;
+                    let size = opened_as.len();
+                    // A file large enough for the store: what was opened, to remember its digest by
+                    // if the path still names that once it is read.
+                    let before = (size >= STORE_THRESHOLD)
+                        .then(|| std::fs::canonicalize(source).ok())
+                        .flatten()
+                        .map(|path| {
+                            FileIdentity::new(path.to_string_lossy().into_owned(), &opened_as)
+                        });
                     let mut reader = Hashing::new(opened.take(size), sent);
                     let mut h = header(tar::EntryType::Regular, file.mode, size);
                     archive.append_data(&mut h, &path, &mut reader)?;
@@ -141,12 +141,15 @@ pub fn write_archive(
                     let digest = hex::encode(reader.finish());
                     if size >= STORE_THRESHOLD {
                         to_store.push_str(&format!("{digest} {}\n", file.name));
-                        match std::fs::metadata(source) {
-                            Ok(after) if unchanged(&before, &after) => hashed.push(Hashed {
-                                source: source.clone(),
-                                metadata: before,
-                                sha256: digest.clone(),
-                            }),
+                        match before {
+                            Some(identity)
+                                if FileIdentity::of(source).is_ok_and(|now| now == identity) =>
+                            {
+                                hashed.push(Hashed {
+                                    identity,
+                                    sha256: digest.clone(),
+                                })
+                            }
                             _ => tracing::debug!(
                                 "{} changed while it was sent: its digest is not remembered",
                                 source.display()

@@ -219,6 +219,44 @@ pub fn dependency_variable(job: &JobName) -> String {
     format!("SLURMKIT_DEP_{name}")
 }
 
+/// A local file as the filesystem describes it: any write, replacement or rename gives another one
+/// (the change time moves on every write and every `chmod`, and a replaced file has another inode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// The canonical path (links resolved).
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub dev: u64,
+}
+
+impl FileIdentity {
+    /// The identity of the file at the canonical `path` that `metadata` describes.
+    pub fn new(path: String, metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        FileIdentity {
+            path,
+            size: metadata.len(),
+            mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+            ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+            inode: metadata.ino(),
+            dev: metadata.dev(),
+        }
+    }
+
+    /// The identity of the file at `path` now.
+    pub fn of(path: &std::path::Path) -> std::io::Result<Self> {
+        let canonical = std::fs::canonicalize(path)?;
+        let metadata = std::fs::metadata(&canonical)?;
+        Ok(FileIdentity::new(
+            canonical.to_string_lossy().into_owned(),
+            &metadata,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
