@@ -119,7 +119,7 @@ async fn render(plan: &Plan, job: Option<String>) -> Result<ExitCode, Failure> {
         })
         .collect();
     let script = stage::with_prologue(
-        spec.name.as_str(),
+        &spec,
         &script,
         &stage::prologue(&spec, &dependencies, None, None),
     )?;

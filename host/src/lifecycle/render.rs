@@ -122,7 +122,7 @@ pub(super) async fn render_all<T>(
                 offset: *offset,
             });
             let prologue = stage::prologue(&piece, &dependency_dirs, context.runner, part_of);
-            match stage::with_prologue(piece.name.as_str(), &script, &prologue) {
+            match stage::with_prologue(&piece, &script, &prologue) {
                 Ok(script) => jobs.push(Rendered {
                     index,
                     dir: format!("{base}/{piece_dir_name}"),

@@ -52,11 +52,7 @@ pub fn prologue(
     runner: Option<&RunnerRef>,
     part: Option<PartOf>,
 ) -> String {
-    let mut out = String::new();
-    if !spec.after.is_empty() {
-        out.push_str(KILL_ON_INVALID_DEP);
-    }
-    out.push_str(
+    let mut out = String::from(
         "# slurmkit: where this job's arguments, result and dependencies are, and its inputs checked\n",
     );
     match part {
@@ -119,8 +115,14 @@ fn runs_sh(script: &str) -> bool {
 }
 
 /// The script as submitted: the renderer's, with `prologue` after its leading comments (the
-/// `#SBATCH` block, which sbatch stops reading at the first command).
-pub fn with_prologue(job: &str, script: &str, prologue: &str) -> Result<String, LifecycleError> {
+/// `#SBATCH` block, which sbatch stops reading at the first command), led by
+/// [`KILL_ON_INVALID_DEP`] for a job that runs after others.
+pub fn with_prologue(
+    spec: &JobSpec,
+    script: &str,
+    prologue: &str,
+) -> Result<String, LifecycleError> {
+    let job = spec.name.as_str();
     if !runs_sh(script) {
         return Err(LifecycleError::Script {
             message: format!(
@@ -128,12 +130,8 @@ pub fn with_prologue(job: &str, script: &str, prologue: &str) -> Result<String, 
             ),
         });
     }
-    let prologue = if script.contains("--kill-on-invalid-dep") {
-        prologue.replacen(KILL_ON_INVALID_DEP, "", 1)
-    } else {
-        prologue.to_string()
-    };
-    let prologue = prologue.as_str();
+    let kill = !spec.after.is_empty() && !script.contains("--kill-on-invalid-dep");
+    let prologue = &format!("{}{prologue}", if kill { KILL_ON_INVALID_DEP } else { "" });
     let mut out = String::with_capacity(script.len() + prologue.len());
     let mut placed = false;
     for line in script.split_inclusive('\n') {
@@ -240,14 +238,35 @@ mod tests {
     #[test]
     fn the_prologue_goes_after_the_directives() {
         let script = "#!/bin/bash\n#SBATCH --job-name=\"x\"\n\n# comment\nexec 'hostname'\n";
-        let out = with_prologue("x", script, "PROLOGUE\n").unwrap();
+        let x = JobSpec::new(
+            JobName::parse("x").unwrap(),
+            Payload::Command(vec!["true".into()]),
+        );
+        let out = with_prologue(&x, script, "PROLOGUE\n").unwrap();
         assert_eq!(
             out,
             "#!/bin/bash\n#SBATCH --job-name=\"x\"\n\n# comment\nPROLOGUE\nexec 'hostname'\n"
         );
-        assert!(with_prologue("x", "#!/usr/bin/env bash\n", "P\n").is_ok());
-        assert!(with_prologue("x", "#!/bin/csh\necho\n", "P\n").is_err());
-        assert!(with_prologue("x", "echo no shebang\n", "P\n").is_err());
+        assert!(with_prologue(&x, "#!/usr/bin/env bash\n", "P\n").is_ok());
+        assert!(with_prologue(&x, "#!/bin/csh\necho\n", "P\n").is_err());
+        assert!(with_prologue(&x, "echo no shebang\n", "P\n").is_err());
+        // A job after another is cancelled if that one fails, unless the renderer chose.
+        let mut after = x.clone();
+        after.after = vec![crate::types::work::After {
+            job: JobName::parse("prep").unwrap(),
+            kind: crate::wit::DependencyKind::AfterOk,
+        }];
+        let out = with_prologue(&after, "#!/bin/sh\ntrue\n", "P\n").unwrap();
+        assert_eq!(
+            out,
+            "#!/bin/sh\n#SBATCH --kill-on-invalid-dep=yes\nP\ntrue\n"
+        );
+        let chosen = "#!/bin/sh\n#SBATCH --kill-on-invalid-dep=no\ntrue\n";
+        assert!(
+            !with_prologue(&after, chosen, "P\n")
+                .unwrap()
+                .contains("=yes")
+        );
     }
 
     /// The prologue as sh runs it: the variables a job of items sees in task 1.
