@@ -118,12 +118,17 @@ pub fn part_dir_name(first: &str, part: &Part) -> String {
     format!("{first}/{PARTS_DIR}/{}", part.number)
 }
 
+/// Whether a journaled job may have later parts: a job of items that is not itself a later part.
+fn may_have_parts(submission: &Submission) -> bool {
+    !submission.spec.items.is_empty() && submission.group.part_of.is_none()
+}
+
 /// The later parts of the journaled job `submission`, in order.
 pub async fn later_parts(
     session: &Session,
     submission: &Submission,
 ) -> Result<Vec<Submission>, LifecycleError> {
-    if submission.spec.items.is_empty() || submission.group.part_of.is_some() {
+    if !may_have_parts(submission) {
         return Ok(Vec::new());
     }
     let (cluster, dir) = (session.target.key.clone(), submission.job_dir.clone());
@@ -133,26 +138,32 @@ pub async fn later_parts(
         .await?)
 }
 
-/// `ids` with the ids of the later parts of every split array among them, each after its first.
+/// `ids` with the ids of the later parts of every split array among them, each after its first; one
+/// visit to the journal for all.
 pub async fn with_parts(session: &Session, ids: &[JobId]) -> Result<Vec<JobId>, LifecycleError> {
-    let mut all = Vec::with_capacity(ids.len());
-    for id in ids {
-        all.push(id.clone());
-        if id.as_str() != id.base() {
-            continue;
-        }
-        let (cluster, asked) = (session.target.key.clone(), id.clone());
-        let Some(submission) = session
-            .journal
-            .run(move |j| j.find_by_job_id(&cluster, &asked))
-            .await?
-        else {
-            continue;
-        };
-        for part in later_parts(session, &submission).await? {
-            all.extend(part.job_id.filter(|p| !all.contains(p)));
-        }
-    }
+    let (cluster, asked) = (session.target.key.clone(), ids.to_vec());
+    let all = session
+        .journal
+        .run(move |j| {
+            let mut all = Vec::with_capacity(asked.len());
+            for id in asked {
+                all.push(id.clone());
+                // A task's id names that task alone.
+                if id.as_str() != id.base() {
+                    continue;
+                }
+                let Some(submission) = j.find_by_job_id(&cluster, &id)? else {
+                    continue;
+                };
+                if may_have_parts(&submission) {
+                    for part in j.parts(&cluster, &submission.job_dir)? {
+                        all.extend(part.job_id.filter(|p| !all.contains(p)));
+                    }
+                }
+            }
+            Ok(all)
+        })
+        .await?;
     Ok(all)
 }
 
