@@ -251,9 +251,9 @@ async fn status(plan: &Plan, ids: &[JobId], json: bool) -> Result<ExitCode, Fail
                 .filter_map(|s| s.job_id)
                 .collect()
         } else {
-            crate::lifecycle::split::with_parts(session, ids).await?
+            ids.to_vec()
         };
-        let statuses = observe::observe(session, &ids).await?;
+        let statuses = observe::status(session, &ids).await?;
         if json {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", serde_json::to_string_pretty(&statuses)?)?;
@@ -281,38 +281,22 @@ async fn wait(plan: &Plan, ids: &[JobId], timeout: Option<u64>) -> Result<ExitCo
 async fn cancel(plan: &Plan, ids: &[JobId]) -> Result<ExitCode, Failure> {
     let engine = engine(plan)?;
     in_session(plan, plan.target().await?, &engine, async |session| {
-        let ids = &crate::lifecycle::split::with_parts(session, ids).await?;
-        let statuses = observe::observe(session, ids).await?;
-        let (mut live, mut code) = (Vec::new(), ExitCode::SUCCESS);
-        for id in ids {
-            let own: Vec<&JobStatus> = statuses
-                .iter()
-                .filter(|s| crate::slurm::same_job(id, &s.job_id))
-                .collect();
-            if own.iter().all(|s| s.state == JobState::Unknown) {
-                eprintln!("job {id} is not known to Slurm: nothing to cancel");
-                code = ExitCode::from(exit::JOB_UNKNOWN);
-            } else if let Some(ended) = own.iter().find(|s| s.state.is_terminal())
-                && own.iter().all(|s| s.state.is_terminal())
-            {
-                eprintln!("job {id} had already ended ({})", ended.state);
-            } else {
-                live.push(id.clone());
-            }
+        let found = observe::cancel(session, ids).await?;
+        for id in &found.unknown {
+            eprintln!("job {id} is not known to Slurm: nothing to cancel");
         }
-        if !live.is_empty() {
-            crate::slurm::scancel(&session.conn, &live)
-                .await
-                .map_err(LifecycleError::from)?;
-            eprintln!(
-                "Cancelled {}",
-                live.iter()
-                    .map(JobId::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+        for (id, state) in &found.ended {
+            eprintln!("job {id} had already ended ({state})");
         }
-        Ok(code)
+        if !found.cancelled.is_empty() {
+            let cancelled: Vec<&str> = found.cancelled.iter().map(JobId::as_str).collect();
+            eprintln!("Cancelled {}", cancelled.join(", "));
+        }
+        Ok(if found.unknown.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(exit::JOB_UNKNOWN)
+        })
     })
     .await
 }

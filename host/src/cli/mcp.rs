@@ -152,7 +152,7 @@ impl Server {
         self.call("status", &args.job_ids, async |plan, engine| {
             let ids = ids(&args.job_ids)?;
             in_session(plan, plan.target().await?, engine, async |session| {
-                json(observe::observe(session, &ids).await?)
+                json(observe::status(session, &ids).await?)
             })
             .await
         })
@@ -247,24 +247,10 @@ impl Server {
         self.call("cancel", &args.job_ids, async |plan, engine| {
             let ids = ids(&args.job_ids)?;
             in_session(plan, plan.target().await?, engine, async |session| {
-                let statuses = observe::observe(session, &ids).await?;
-                let live: Vec<JobId> = ids
-                    .iter()
-                    .filter(|id| {
-                        statuses.iter().any(|s| {
-                            crate::slurm::same_job(id, &s.job_id) && !s.state.is_terminal()
-                        })
-                    })
-                    .cloned()
-                    .collect();
-                if !live.is_empty() {
-                    crate::slurm::scancel(&session.conn, &live)
-                        .await
-                        .map_err(LifecycleError::from)?;
-                }
+                let found = observe::cancel(session, &ids).await?;
                 json(serde_json::json!({
-                    "cancelled": live.iter().map(JobId::as_str).collect::<Vec<_>>(),
-                    "not_running": ids.iter().filter(|id| !live.contains(id)).map(JobId::as_str).collect::<Vec<_>>(),
+                    "cancelled": found.cancelled.iter().map(JobId::as_str).collect::<Vec<_>>(),
+                    "not_running": found.ended.iter().map(|(id, _)| id).chain(&found.unknown).map(JobId::as_str).collect::<Vec<_>>(),
                 }))
             })
             .await

@@ -102,6 +102,49 @@ pub async fn observe(session: &Session, ids: &[JobId]) -> Result<Vec<JobStatus>,
     Ok(observed)
 }
 
+/// The statuses of `ids`, and of the later parts of every split array among them ([`observe`]).
+pub async fn status(session: &Session, ids: &[JobId]) -> Result<Vec<JobStatus>, LifecycleError> {
+    let ids = super::split::with_parts(session, ids).await?;
+    observe(session, &ids).await
+}
+
+/// What cancelling found, for the ids asked and the later parts of split arrays among them.
+#[derive(Debug, Default)]
+pub struct Cancelled {
+    pub cancelled: Vec<JobId>,
+    /// Those that had already ended, and how.
+    pub ended: Vec<(JobId, JobState)>,
+    /// Those Slurm does not know.
+    pub unknown: Vec<JobId>,
+}
+
+/// Cancel what is still queued or running among `ids` (and the later parts of split arrays among
+/// them): one query for all, then one scancel.
+pub async fn cancel(session: &Session, ids: &[JobId]) -> Result<Cancelled, LifecycleError> {
+    let ids = super::split::with_parts(session, ids).await?;
+    let statuses = observe(session, &ids).await?;
+    let mut found = Cancelled::default();
+    for id in ids {
+        let own: Vec<&JobStatus> = statuses
+            .iter()
+            .filter(|s| slurm::same_job(&id, &s.job_id))
+            .collect();
+        if own.iter().all(|s| s.state == JobState::Unknown) {
+            found.unknown.push(id);
+        } else if let Some(ended) = own.iter().find(|s| s.state.is_terminal())
+            && own.iter().all(|s| s.state.is_terminal())
+        {
+            found.ended.push((id, ended.state));
+        } else {
+            found.cancelled.push(id);
+        }
+    }
+    if !found.cancelled.is_empty() {
+        slurm::scancel(&session.conn, &found.cancelled).await?;
+    }
+    Ok(found)
+}
+
 /// Poll until every job (every task of an array) is terminal or never runs, with one shared query per round. Starts
 /// fast and backs off to 30 s, so a short job is seen finishing within a second and a long one costs the
 /// controller little. Failing Slurm commands (a controller restarting) and a dropped connection

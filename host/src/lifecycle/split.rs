@@ -147,6 +147,9 @@ pub async fn with_parts(session: &Session, ids: &[JobId]) -> Result<Vec<JobId>, 
         .run(move |j| {
             let mut all = Vec::with_capacity(asked.len());
             for id in asked {
+                if all.contains(&id) {
+                    continue;
+                }
                 all.push(id.clone());
                 // A task's id names that task alone.
                 if id.as_str() != id.base() {
